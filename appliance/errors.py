@@ -1,0 +1,37 @@
+"""Errors with stable codes.
+
+Every failure the box can explain to a person is an :class:`ApplianceError` with a stable
+``code`` (used by IT scripts, the dashboard and the JSONL error event) and a one-line
+human message.  At the boundary (CLI, service loop) it becomes one error event / one line on
+stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+
+class ApplianceError(Exception):
+    """A failure with a stable machine code and a one-line message for a person."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.message} [{self.code}]"
+
+
+# Stable codes. Never renumber or rename: scripts and dashboards match on them.
+INPUT_NOT_FOUND = "input.not_found"
+INPUT_NOT_WAV = "input.not_wav"
+INPUT_TRUNCATED = "input.truncated"
+INPUT_EMPTY = "input.empty"
+INPUT_UNSUPPORTED = "input.unsupported_format"
+INPUT_BAD_CHANNEL = "input.bad_channel"
+INPUT_MISMATCH = "input.mismatch"
+MARKS_NOT_FOUND = "marks.not_found"
+MARKS_INVALID = "marks.invalid_line"
+CONFIG_NOT_FOUND = "config.not_found"
+CONFIG_INVALID = "config.invalid"
+MODEL_MISSING = "model.missing"
+MODEL_CORRUPT = "model.corrupt"
