@@ -1,0 +1,248 @@
+"""Configuration: one TOML file into frozen dataclasses, validated at load.
+
+Every threshold of every cue lives here with its unit and allowed range.  A config file only
+needs the keys it changes; ``appliance config defaults`` prints the full file with the
+defaults.  Errors name the file, the ``[section] key`` and the allowed values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import CONFIG_INVALID, CONFIG_NOT_FOUND, ApplianceError
+
+
+def _f(default: Any, lo: float | None = None, hi: float | None = None, unit: str = "") -> Any:
+    return field(default=default, metadata={"min": lo, "max": hi, "unit": unit})
+
+
+@dataclass(frozen=True, slots=True)
+class VadConfig:
+    on_threshold: float = _f(0.5, 0.05, 0.99)
+    """Silero speech probability at which a party starts speaking (0..1)."""
+    off_threshold: float = _f(0.35, 0.01, 0.99)
+    """Probability below which speech may end (0..1); must not exceed on_threshold."""
+    hangover_s: float = _f(0.25, 0.0, 2.0, "s")
+    """Seconds below off_threshold before a talk spurt ends (bridges short pauses)."""
+    echo_margin_db: float = _f(20.0, 6.0, 60.0, "dB")
+    """A frame quieter than the other party's recent peak by this much is treated as echo
+    of the other party (sidetone / line echo), not as speech (a Geigel-style detector)."""
+    echo_window_s: float = _f(0.12, 0.0, 0.5, "s")
+    """How far back the other party's level is looked at for the echo test (echo delay)."""
+    silence_dbfs: float = _f(-80.0, -120.0, -40.0, "dBFS")
+    """Frames quieter than this are never speech."""
+
+
+@dataclass(frozen=True, slots=True)
+class InterruptionConfig:
+    min_prior_speech_s: float = _f(0.5, 0.0, 10.0, "s")
+    """The other party must have been speaking this long when the interrupter starts."""
+    min_overlap_s: float = _f(0.6, 0.1, 5.0, "s")
+    """Overlap that turns an onset into an interruption; shorter ones are backchannels or
+    quick turn-taking."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateConfig:
+    min_syllables_per_s: float = _f(3.0, 0.5, 10.0, "syll/s")
+    """Below this articulation rate the agent is told to speed up a little."""
+    max_syllables_per_s: float = _f(5.0, 1.0, 15.0, "syll/s")
+    """Above this articulation rate the agent is told to slow down."""
+    min_wpm: float = _f(120.0, 30.0, 400.0, "wpm")
+    """Lower bound of the target band in words per minute (when words are recognised)."""
+    max_wpm: float = _f(170.0, 30.0, 400.0, "wpm")
+    """Upper bound of the target band in words per minute (when words are recognised)."""
+    window_speech_s: float = _f(25.0, 5.0, 120.0, "s")
+    """Rolling window, in seconds of the agent's own speech, over which the rate is taken."""
+    min_speech_s: float = _f(10.0, 2.0, 120.0, "s")
+    """No rate cue before this much agent speech is in the window."""
+    hysteresis: float = _f(0.3, 0.0, 2.0, "syll/s")
+    """The rate must come back this far inside the band before the cue re-arms."""
+    cooldown_s: float = _f(20.0, 0.0, 600.0, "s")
+    """Minimum seconds between two rate warnings."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToneConfig:
+    raised_level_db: float = _f(6.0, 1.0, 30.0, "dB")
+    """Level above the speaker's own baseline that counts as a raised voice."""
+    raised_pitch_st: float = _f(1.5, 0.0, 12.0, "semitones")
+    """Pitch above the speaker's own baseline that must come with the level rise."""
+    window_s: float = _f(1.5, 0.5, 10.0, "s")
+    """Seconds of speech over which level and pitch are compared with the baseline."""
+    min_baseline_s: float = _f(8.0, 2.0, 120.0, "s")
+    """Seconds of a speaker's voiced speech before their baseline is trusted."""
+    baseline_span_s: float = _f(90.0, 10.0, 600.0, "s")
+    """Seconds of the speaker's most recent speech that make the running baseline."""
+    monotone_st: float = _f(1.0, 0.1, 6.0, "semitones")
+    """Pitch standard deviation below which the agent sounds monotone."""
+    monotone_window_s: float = _f(20.0, 5.0, 120.0, "s")
+    """Seconds of agent speech over which pitch variability is judged."""
+    cooldown_s: float = _f(20.0, 0.0, 600.0, "s")
+    """Minimum seconds between two tone cues for the same speaker."""
+
+
+@dataclass(frozen=True, slots=True)
+class HoldConfig:
+    check_back_s: float = _f(45.0, 5.0, 3600.0, "s")
+    """Hold duration at which the agent is reminded to check back with the caller."""
+    too_long_s: float = _f(60.0, 5.0, 3600.0, "s")
+    """Hold duration that is too long (alert)."""
+    leak_min_s: float = _f(0.5, 0.1, 10.0, "s")
+    """Seconds of agent speech during a hold that make a leak."""
+    unmuted_min_s: float = _f(3.0, 0.5, 60.0, "s")
+    """Seconds of open-mic noise (not digital silence, not music) on hold before the cue;
+    keep it above the music detector's latency (~2.5 s) so hold music is not taken for it."""
+    unmuted_floor_dbfs: float = _f(-85.0, -120.0, -30.0, "dBFS")
+    """Agent-channel level above which a silent hold counts as an open microphone."""
+    music_end_s: float = _f(1.5, 0.2, 30.0, "s")
+    """Seconds without music after which a music hold is over."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadAirConfig:
+    after_s: float = _f(10.0, 1.0, 600.0, "s")
+    """Seconds of silence on both sides (not on hold) that make dead air."""
+
+
+@dataclass(frozen=True, slots=True)
+class TalkRatioConfig:
+    max_share: float = _f(0.65, 0.3, 1.0)
+    """Agent share of speech time above which the agent is told to listen more (0..1)."""
+    window_s: float = _f(120.0, 10.0, 1800.0, "s")
+    """Rolling window of call time (holds excluded) over which the share is taken."""
+    min_speech_s: float = _f(30.0, 1.0, 600.0, "s")
+    """No cue before both parties together have spoken this long in the window."""
+    hysteresis: float = _f(0.05, 0.0, 0.3)
+    """The share must fall this far below max_share before the cue re-arms."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration; each section is a TOML table of the same name."""
+
+    language: str = "en"
+    """Default call language (en, de, fr, ...)."""
+    vad: VadConfig = field(default_factory=VadConfig)
+    interruption: InterruptionConfig = field(default_factory=InterruptionConfig)
+    rate: RateConfig = field(default_factory=RateConfig)
+    tone: ToneConfig = field(default_factory=ToneConfig)
+    hold: HoldConfig = field(default_factory=HoldConfig)
+    dead_air: DeadAirConfig = field(default_factory=DeadAirConfig)
+    talk_ratio: TalkRatioConfig = field(default_factory=TalkRatioConfig)
+
+
+def _bad(src: str, where: str, msg: str) -> ApplianceError:
+    return ApplianceError(CONFIG_INVALID, f"{src}: {where}: {msg}")
+
+
+def _build(cls: type, raw: dict[str, Any], src: str, section: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(names))
+    if unknown:
+        allowed = ", ".join(sorted(names))
+        where = f"[{section}] {unknown[0]}" if section else unknown[0]
+        raise _bad(src, where, f"unknown key (allowed: {allowed})")
+    kwargs: dict[str, Any] = {}
+    for name, value in raw.items():
+        f = names[name]
+        where = f"[{section}] {name}" if section else name
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise _bad(src, where, "must be a table")
+            kwargs[name] = _build(typing.cast(type, hint), value, src, name)
+        elif hint is float:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise _bad(src, where, f"must be a number, not {value!r}")
+            lo, hi, unit = f.metadata["min"], f.metadata["max"], f.metadata["unit"]
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                raise _bad(src, where, f"{value} is out of range {lo}..{hi} {unit}".rstrip())
+            kwargs[name] = float(value)
+        elif hint is str:
+            if not isinstance(value, str) or not value:
+                raise _bad(src, where, f"must be a non-empty string, not {value!r}")
+            kwargs[name] = value
+        else:  # pragma: no cover - a field type the loader does not know yet
+            raise TypeError(f"unsupported config type {hint!r}")
+    return cls(**kwargs)
+
+
+def _check_relations(cfg: Config, src: str) -> None:
+    if cfg.vad.off_threshold > cfg.vad.on_threshold:
+        raise _bad(src, "[vad] off_threshold", "must not exceed on_threshold")
+    if cfg.rate.min_syllables_per_s >= cfg.rate.max_syllables_per_s:
+        raise _bad(src, "[rate] min_syllables_per_s", "must be below max_syllables_per_s")
+    if cfg.rate.min_wpm >= cfg.rate.max_wpm:
+        raise _bad(src, "[rate] min_wpm", "must be below max_wpm")
+    if cfg.hold.check_back_s >= cfg.hold.too_long_s:
+        raise _bad(src, "[hold] check_back_s", "must be below too_long_s")
+
+
+def config_from_dict(raw: dict[str, Any], src: str = "<config>") -> Config:
+    """Validate a parsed TOML document and build the frozen :class:`Config`."""
+    cfg = typing.cast(Config, _build(Config, raw, src, ""))
+    _check_relations(cfg, src)
+    return cfg
+
+
+def load_config(path: Path | None) -> Config:
+    """Load and validate ``path``; ``None`` gives the defaults."""
+    if path is None:
+        return Config()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ApplianceError(CONFIG_NOT_FOUND, f"config file not found: {path}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ApplianceError(CONFIG_NOT_FOUND, f"cannot read config file {path}: {exc}") from exc
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ApplianceError(CONFIG_INVALID, f"{path}: not valid TOML: {exc}") from exc
+    return config_from_dict(raw, str(path))
+
+
+def defaults_toml() -> str:
+    """The full default configuration as commented TOML (every key, unit and range)."""
+    import ast
+    import inspect
+
+    def docs(cls: type) -> dict[str, str]:
+        out: dict[str, str] = {}
+        tree = ast.parse(inspect.getsource(cls))
+        body = typing.cast(ast.ClassDef, tree.body[0]).body
+        for a, b in zip(body, body[1:], strict=False):
+            if (
+                isinstance(a, ast.AnnAssign)
+                and isinstance(a.target, ast.Name)
+                and isinstance(b, ast.Expr)
+                and isinstance(b.value, ast.Constant)
+            ):
+                out[a.target.id] = " ".join(str(b.value.value).split())
+        return out
+
+    lines = ["# Call-etiquette appliance configuration (defaults).", ""]
+    top = Config()
+    lines += [f"# {docs(Config)['language']}", f'language = "{top.language}"', ""]
+    for f in dataclasses.fields(Config):
+        sub = getattr(top, f.name)
+        if not dataclasses.is_dataclass(sub):
+            continue
+        lines.append(f"[{f.name}]")
+        d = docs(type(sub))
+        for sf in dataclasses.fields(sub):
+            m = sf.metadata
+            rng = f" Range {m['min']}..{m['max']} {m['unit']}".rstrip() + "."
+            lines.append(f"# {d.get(sf.name, '')}{rng}")
+            lines.append(f"{sf.name} = {getattr(sub, sf.name)!r}")
+        lines.append("")
+    return "\n".join(lines)
+
+

@@ -1,0 +1,239 @@
+"""The per-call streaming engine: frames in, cues out.
+
+One :class:`CallEngine` per call holds every piece of per-call state; the Silero model is
+shared (passed in).  Audio arrives as int16 chunks of any size per party; the engine cuts
+it into 32 ms frames (Silero's window), and for each frame runs the feature extractors, the
+voice activity decision (echo gate, hysteresis, hangover), the hold state and the cue rules.
+
+Two ways to drive it:
+
+* :meth:`CallEngine.push` — one call alone: runs the VAD for both parties in one batch.
+* :meth:`feed` / :meth:`take_window` / :meth:`step` — a :class:`~appliance.bank.CallBank`
+  gathers one window from many calls and evaluates the VAD for all of them in one batch.
+
+Nothing here looks ahead: each cue is decided from the frames seen so far.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from appliance.config import Config
+from appliance.conversation import (
+    EchoGate,
+    FrameContext,
+    PartyFrame,
+    SpeechTracker,
+    Spurt,
+)
+from appliance.cues import CueRule
+from appliance.cues.dead_air import DeadAirRule
+from appliance.cues.interruption import InterruptionRule
+from appliance.cues.rate import RateRule
+from appliance.cues.talk_ratio import TalkRatioRule
+from appliance.cues.tone import ToneRule
+from appliance.events import PARTIES, Cue, Party, Summary, WordEvent
+from appliance.features import FeatureExtractor, MusicDetector, SyllableNuclei
+from appliance.hold import HoldTracker
+from appliance.marks import Mark
+from appliance.vad import SAMPLE_RATE_HZ, WINDOW_SAMPLES, SileroModel, VadStream
+
+log = logging.getLogger(__name__)
+
+FRAME_S = WINDOW_SAMPLES / SAMPLE_RATE_HZ
+
+
+def _level_dbfs(x: np.ndarray) -> float:
+    p = float(np.mean(np.square(x, dtype=np.float64)))
+    return 10.0 * math.log10(p / (32768.0**2)) if p > 0 else -120.0
+
+
+class _Party:
+    """Per-party analysis state."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.buf = np.empty(0, dtype=np.int16)
+        self.vad = VadStream()
+        self.features = FeatureExtractor(SAMPLE_RATE_HZ)
+        self.nuclei = SyllableNuclei()
+        self.tracker = SpeechTracker(cfg.vad.on_threshold, cfg.vad.off_threshold,
+                                     cfg.vad.hangover_s)
+        self.echo = EchoGate(cfg.vad.echo_margin_db, round(cfg.vad.echo_window_s / FRAME_S))
+        self.spurts: list[Spurt] = []
+        self.floor_dbfs = -120.0
+
+
+class CallEngine:
+    """All state of one call.  Not thread-safe: drive it from one task."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        vad: SileroModel,
+        marks: Iterable[Mark] = (),
+        *,
+        call_id: str = "call",
+        rules: Sequence[CueRule] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.call_id = call_id
+        self._vad = vad
+        self._p: dict[Party, _Party] = {p: _Party(cfg) for p in PARTIES}
+        self._music = MusicDetector()
+        self._music_now = False
+        self._marks: deque[Mark] = deque(sorted(marks, key=lambda m: m.t_s))
+        self.hold = HoldTracker(cfg.hold)
+        self.rate = RateRule(cfg.rate)
+        self.rules: list[CueRule] = list(rules) if rules is not None else [
+            InterruptionRule(cfg.interruption),
+            self.rate,
+            ToneRule(cfg.tone),
+            DeadAirRule(cfg.dead_air),
+            TalkRatioRule(cfg.talk_ratio),
+        ]
+        self.frames = 0
+        self.cue_counts: Counter[str] = Counter()
+        self._finished = False
+
+    # -- input -------------------------------------------------------------------------
+    @property
+    def t_s(self) -> float:
+        """Audio time analysed so far (s)."""
+        return self.frames * FRAME_S
+
+    @property
+    def vad_streams(self) -> list[VadStream]:
+        return [self._p[p].vad for p in PARTIES]
+
+    def feed(self, agent: np.ndarray, customer: np.ndarray) -> None:
+        """Queue audio (16 kHz int16, equal lengths) for analysis."""
+        if len(agent) != len(customer):
+            raise ValueError("agent and customer chunks must have the same length")
+        for p, x in (("agent", agent), ("customer", customer)):
+            st = self._p[p]
+            st.buf = np.concatenate([st.buf, np.asarray(x, dtype=np.int16)])
+
+    def take_window(self) -> np.ndarray | None:
+        """The next (2, 512) window (agent, customer), or None if not enough audio yet."""
+        a, c = self._p["agent"], self._p["customer"]
+        if len(a.buf) < WINDOW_SAMPLES:
+            return None
+        w = np.stack([a.buf[:WINDOW_SAMPLES], c.buf[:WINDOW_SAMPLES]])
+        a.buf = a.buf[WINDOW_SAMPLES:]
+        c.buf = c.buf[WINDOW_SAMPLES:]
+        return w
+
+    def push(self, agent: np.ndarray, customer: np.ndarray) -> list[Cue]:
+        """Feed audio and analyse every complete frame; returns the cues in order."""
+        self.feed(agent, customer)
+        cues: list[Cue] = []
+        while (w := self.take_window()) is not None:
+            probs = self._vad.run_batch(self.vad_streams, w)
+            cues += self.step(w, probs)
+        return cues
+
+    def add_mark(self, mark: Mark) -> None:
+        """A live hold mark (dashboard key, API, PBX); applied at the frame containing it."""
+        self._marks.append(mark)
+        self._marks = deque(sorted(self._marks, key=lambda m: m.t_s))
+
+    def add_words(self, words: list[WordEvent]) -> list[Cue]:
+        """The recognizer seam: words for the word-based rules."""
+        cues: list[Cue] = []
+        for rule in self.rules:
+            on_words = getattr(rule, "on_words", None)
+            if on_words is not None:
+                cues += on_words(self.t_s, words)
+        return self._count(cues)
+
+    # -- one frame ------------------------------------------------------------------------
+    def step(self, window: np.ndarray, probs: np.ndarray) -> list[Cue]:
+        """Analyse one (2, 512) window whose VAD probabilities are already known."""
+        t0 = self.t_s
+        self.frames += 1
+        t1 = self.t_s
+        levels = {p: _level_dbfs(window[i]) for i, p in enumerate(PARTIES)}
+        raw: dict[Party, dict[str, Any]] = {}
+        for i, p in enumerate(PARTIES):
+            st = self._p[p]
+            feats = st.features.process(window[i])
+            nuclei = st.nuclei.process(feats)
+            if p == "agent" and len(feats):
+                self._music_now = bool(self._music.process(feats)[-1])
+            voiced = feats.f0_hz[~np.isnan(feats.f0_hz)] if len(feats) else feats.f0_hz
+            if len(feats):
+                st.floor_dbfs = float(feats.noise_floor_dbfs[-1])
+            raw[p] = {
+                "f0": float(np.median(voiced)) if len(voiced) else math.nan,
+                "dsil": bool(np.all(feats.digital_silence)) if len(feats) else False,
+                "nuclei": tuple(float(t) for t in nuclei),
+            }
+        frames: dict[Party, PartyFrame] = {}
+        for i, p in enumerate(PARTIES):
+            st = self._p[p]
+            other = "customer" if p == "agent" else "agent"
+            echo = st.echo.is_echo(levels[p], levels[other])
+            music = self._music_now if p == "agent" else False
+            blocked = echo or music or levels[p] < self.cfg.vad.silence_dbfs
+            ended = st.tracker.update(t0, t1, float(probs[i]), blocked)
+            if ended is not None:
+                st.spurts.append(ended)
+            tr = st.tracker
+            frames[p] = PartyFrame(
+                prob=float(probs[i]), level_dbfs=levels[p], echo=echo, active=tr.active,
+                speaking=tr.speaking, spurt_start_s=tr.spurt_start_s, f0_hz=raw[p]["f0"],
+                digital_silence=raw[p]["dsil"], noise_floor_dbfs=st.floor_dbfs, music=music,
+                nuclei_s=raw[p]["nuclei"],
+            )
+        due: list[str] = []
+        while self._marks and self._marks[0].t_s < t1:
+            due.append(self._marks.popleft().event)
+        ag = frames["agent"]
+        cues = self.hold.update(
+            t0, t1, due, music=ag.music, speaking=ag.speaking, active=ag.active,
+            spurt_start_s=ag.spurt_start_s, digital_silence=ag.digital_silence,
+            level_dbfs=ag.level_dbfs,
+        )
+        ctx = FrameContext(t0, t1, frames["agent"], frames["customer"], self.hold.view)
+        for rule in self.rules:
+            cues += rule.on_frame(ctx)
+        return self._count(cues)
+
+    def _count(self, cues: list[Cue]) -> list[Cue]:
+        for c in cues:
+            self.cue_counts[c.kind] += 1
+        return cues
+
+    # -- end of call ----------------------------------------------------------------------
+    def finish(self) -> tuple[list[Cue], Summary]:
+        """Close open intervals and build the call summary.  Idempotent."""
+        if self._finished:
+            raise RuntimeError("finish() called twice")
+        self._finished = True
+        t = self.t_s
+        for st in self._p.values():
+            last = st.tracker.close()
+            if last is not None:
+                st.spurts.append(last)
+        cues = self.hold.close(t)
+        for rule in self.rules:
+            cues += rule.close(t)
+        self._count(cues)
+        return cues, Summary(t, self._summary(t))
+
+    def _summary(self, t: float) -> dict[str, Any]:
+        data: dict[str, Any] = {"duration_s": round(t, 2)}
+        for rule in self.rules:
+            data.update(rule.summary())
+        data["holds"] = self.hold.holds
+        data["spurts"] = {p: len(self._p[p].spurts) for p in PARTIES}
+        data["fillers"] = {"agent": 0, "customer": 0, "sources": [],
+                           "available": False}
+        data["cues"] = dict(sorted(self.cue_counts.items()))
+        return data

@@ -1,0 +1,199 @@
+"""Hold state and the hold cues (rules 5 and 6 of ETIQUETTE.md).
+
+A hold begins with hold music on the agent channel (heard by the music detector) or with a
+hold mark (dashboard hold key, API, PBX, or ``--marks``).  During a hold:
+
+* ``hold_leak``: agent speech on the agent channel — the caller may hear it;
+* ``hold_unmuted``: the agent channel carries room noise instead of digital silence or
+  music — an open microphone;
+* ``hold_check_back`` / ``hold_too_long``: timers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from appliance.config import HoldConfig
+from appliance.conversation import HoldView
+from appliance.events import Cue
+
+
+@dataclass(slots=True)
+class _Hold:
+    start_s: float
+    via: str
+    music_s: float = 0.0
+    silent_s: float = 0.0
+    open_mic_s: float = 0.0
+    open_run_s: float = 0.0
+    unmuted_cued: bool = False
+    leak_start_s: float | None = None
+    leak_active_s: float = 0.0
+    leak_cued: bool = False
+    leaks: list[list[float]] = field(default_factory=list)
+    check_back_cued: bool = False
+    too_long_cued: bool = False
+
+    def hold_type(self) -> str | None:
+        judged = self.music_s + self.silent_s + self.open_mic_s
+        if judged < 1.0:
+            return None
+        if self.music_s >= 0.5 * judged:
+            return "music"
+        return "unmuted" if self.unmuted_cued or self.leaks else "muted"
+
+
+class HoldTracker:
+    """The hold state machine; fed once per frame by the engine."""
+
+    def __init__(self, cfg: HoldConfig) -> None:
+        self.cfg = cfg
+        self._hold: _Hold | None = None
+        self._music_run_start_s: float | None = None
+        self._last_music_s: float | None = None
+        self.holds: list[dict[str, Any]] = []
+
+    @property
+    def view(self) -> HoldView:
+        h = self._hold
+        if h is None:
+            return HoldView(False, None, None)
+        return HoldView(True, h.start_s, h.hold_type())
+
+    def update(
+        self,
+        t0_s: float,
+        t_s: float,
+        marks: list[str],
+        *,
+        music: bool,
+        speaking: bool,
+        active: bool,
+        spurt_start_s: float | None,
+        digital_silence: bool,
+        level_dbfs: float,
+    ) -> list[Cue]:
+        """Advance by one frame of the agent channel; ``marks`` are the marks due now."""
+        cues: list[Cue] = []
+        dt = t_s - t0_s
+        if music:
+            if self._music_run_start_s is None:
+                self._music_run_start_s = t0_s
+            self._last_music_s = t_s
+        for event in marks:
+            if event == "hold_start" and self._hold is None:
+                cues += self._start(t0_s, t_s, "marks")
+            elif event == "hold_start" and self._hold is not None:
+                self._hold.via = "marks+music" if self._hold.via == "music" else self._hold.via
+            elif event == "hold_end" and self._hold is not None:
+                cues += self._end(t0_s, t0_s)
+        if music and self._hold is None:
+            assert self._music_run_start_s is not None
+            cues += self._start(self._music_run_start_s, t_s, "music")
+        h = self._hold
+        if h is None:
+            if not music and self._last_music_s is not None:
+                if t_s - self._last_music_s >= self.cfg.music_end_s:
+                    self._music_run_start_s = None
+            return cues
+        if (
+            h.via == "music"
+            and not music
+            and self._last_music_s is not None
+            and t_s - self._last_music_s >= self.cfg.music_end_s
+        ):
+            return cues + self._end(self._last_music_s, t_s)
+        cues += self._observe(h, t0_s, t_s, dt, music, speaking, active, spurt_start_s,
+                              digital_silence, level_dbfs)
+        return cues + self._timers(h, t_s)
+
+    def _observe(
+        self, h: _Hold, t0_s: float, t_s: float, dt: float, music: bool, speaking: bool,
+        active: bool, spurt_start_s: float | None, digital_silence: bool, level_dbfs: float,
+    ) -> list[Cue]:
+        cues: list[Cue] = []
+        if music:
+            h.music_s += dt
+            h.open_run_s = 0.0
+        elif digital_silence or level_dbfs < self.cfg.unmuted_floor_dbfs:
+            h.silent_s += dt
+            h.open_run_s = 0.0
+        else:
+            h.open_mic_s += dt
+            h.open_run_s += dt
+            if h.open_run_s >= self.cfg.unmuted_min_s and not h.unmuted_cued:
+                h.unmuted_cued = True
+                cues.append(Cue(t_s, "hold_unmuted", "agent", "warn",
+                                "Mic open on hold: mute it",
+                                {"start": round(t_s - h.open_run_s, 3), "end": round(t_s, 3)}))
+        # Leaks: agent speech during the hold (music frames are the hold itself).
+        if speaking and not music and spurt_start_s is not None:
+            if h.leak_start_s is None:
+                h.leak_start_s = max(spurt_start_s, h.start_s)
+                h.leak_active_s = 0.0
+                h.leak_cued = False
+            if active:
+                h.leak_active_s += dt
+            if not h.leak_cued and h.leak_active_s >= self.cfg.leak_min_s:
+                h.leak_cued = True
+                cues.append(Cue(t_s, "hold_leak", "agent", "alert",
+                                "Caller may hear you on hold",
+                                {"start": round(h.leak_start_s, 3), "end": round(t_s, 3)}))
+        elif h.leak_start_s is not None:
+            self._close_leak(h, t0_s)
+        return cues
+
+    @staticmethod
+    def _close_leak(h: _Hold, end_s: float) -> None:
+        if h.leak_cued and h.leak_start_s is not None:
+            h.leaks.append([round(h.leak_start_s, 3), round(end_s, 3)])
+        h.leak_start_s = None
+        h.leak_active_s = 0.0
+        h.leak_cued = False
+
+    def _timers(self, h: _Hold, t_s: float) -> list[Cue]:
+        held = t_s - h.start_s
+        if not h.check_back_cued and held >= self.cfg.check_back_s:
+            h.check_back_cued = True
+            return [Cue(t_s, "hold_check_back", "agent", "warn",
+                        f"{held:.0f} s on hold: check back with the caller",
+                        {"start": round(h.start_s, 3), "held_s": round(held, 1)})]
+        if not h.too_long_cued and held >= self.cfg.too_long_s:
+            h.too_long_cued = True
+            return [Cue(t_s, "hold_too_long", "agent", "alert",
+                        f"Hold over {self.cfg.too_long_s:.0f} s: return to the caller",
+                        {"start": round(h.start_s, 3), "held_s": round(held, 1)})]
+        return []
+
+    def _start(self, start_s: float, t_s: float, via: str) -> list[Cue]:
+        self._hold = _Hold(start_s=start_s, via=via)
+        return [Cue(t_s, "hold_started", "agent", "info", "On hold",
+                    {"start": round(start_s, 3), "via": via})]
+
+    def _end(self, end_s: float, t_s: float) -> list[Cue]:
+        h = self._hold
+        assert h is not None
+        if h.leak_start_s is not None:
+            self._close_leak(h, end_s)
+        self._hold = None
+        self._music_run_start_s = None
+        self._last_music_s = None
+        held = max(0.0, end_s - h.start_s)
+        record = {
+            "start": round(h.start_s, 3),
+            "end": round(end_s, 3),
+            "duration_s": round(held, 1),
+            "type": h.hold_type() or "muted",
+            "via": h.via,
+            "leaks": h.leaks,
+            "open_mic": h.unmuted_cued,
+        }
+        self.holds.append(record)
+        return [Cue(t_s, "hold_ended", "agent", "info", f"Hold ended after {held:.0f} s", record)]
+
+    def close(self, t_s: float) -> list[Cue]:
+        """End of the call: a hold still running ends here."""
+        if self._hold is None:
+            return []
+        return self._end(t_s, t_s)

@@ -1,0 +1,102 @@
+"""The hold state machine: marks and music start a hold; leaks, open mic and timers."""
+
+from __future__ import annotations
+
+import pytest
+
+from appliance.config import HoldConfig
+from appliance.hold import HoldTracker
+
+F = 0.032
+
+
+def drive(duration_s, *, marks=(), music=(), speech=(), silent=True, level=-60.0, cfg=None):
+    """Run the tracker over a timeline; returns (cues, tracker).
+
+    music/speech: intervals; silent: agent channel digital silence outside speech/music
+    (else open-mic room noise at ``level``).
+    """
+    h = HoldTracker(cfg or HoldConfig())
+    pending = sorted(marks)
+    cues = []
+    spurt_start = None
+    for i in range(int(duration_s / F)):
+        t0, t1 = i * F, (i + 1) * F
+        mid = t0 + F / 2
+        due = []
+        while pending and pending[0][0] < t1:
+            due.append(pending.pop(0)[1])
+        is_music = any(s <= mid < e for s, e in music)
+        is_speech = any(s <= mid < e for s, e in speech)
+        if is_speech and spurt_start is None:
+            spurt_start = t0
+        if not is_speech:
+            spurt_start = None
+        cues += h.update(
+            t0, t1, due, music=is_music, speaking=is_speech, active=is_speech,
+            spurt_start_s=spurt_start, digital_silence=silent and not (is_music or is_speech),
+            level_dbfs=-25.0 if (is_music or is_speech) else (-120.0 if silent else level),
+        )
+    cues += h.close(duration_s)
+    return cues, h
+
+
+def kinds(cues):
+    return [c.kind for c in cues]
+
+
+def test_marked_muted_hold_is_quiet_and_timed():
+    cues, h = drive(80, marks=[(10.0, "hold_start"), (72.0, "hold_end")])
+    assert kinds(cues) == ["hold_started", "hold_check_back", "hold_too_long", "hold_ended"]
+    check = next(c for c in cues if c.kind == "hold_check_back")
+    assert check.t_s == pytest.approx(55.0, abs=0.05)
+    too_long = next(c for c in cues if c.kind == "hold_too_long")
+    assert too_long.t_s == pytest.approx(70.0, abs=0.05) and too_long.severity == "alert"
+    assert h.holds[0]["type"] == "muted" and h.holds[0]["duration_s"] == pytest.approx(62, abs=0.1)
+
+
+def test_open_mic_hold_is_flagged_unmuted():
+    cues, h = drive(40, marks=[(5.0, "hold_start"), (30.0, "hold_end")], silent=False)
+    un = [c for c in cues if c.kind == "hold_unmuted"]
+    assert len(un) == 1 and un[0].t_s == pytest.approx(8.0, abs=0.1)
+    assert h.holds[0]["type"] == "unmuted"
+
+
+def test_leak_of_speech_during_hold_alerts_within_the_min_duration():
+    cues, h = drive(40, marks=[(5.0, "hold_start"), (30.0, "hold_end")], silent=False,
+                    speech=[(12.0, 14.0), (20.0, 20.3)])
+    leaks = [c for c in cues if c.kind == "hold_leak"]
+    assert len(leaks) == 1  # the 0.3 s cough is below leak_min_s
+    assert leaks[0].t_s == pytest.approx(12.5, abs=0.07)
+    assert leaks[0].data["start"] == pytest.approx(12.0, abs=0.04)
+    assert h.holds[0]["leaks"] == [[pytest.approx(12.0, abs=0.04), pytest.approx(14.0, abs=0.04)]]
+
+
+def test_music_starts_and_ends_a_hold_without_marks_and_is_not_a_leak():
+    cues, h = drive(60, music=[(10.0, 40.0)], speech=[(45.0, 50.0)])
+    assert kinds(cues) == ["hold_started", "hold_ended"]
+    assert cues[0].data["start"] == pytest.approx(10.0, abs=0.04)
+    end = cues[1]
+    assert end.data["end"] == pytest.approx(40.0, abs=0.05)
+    assert end.t_s == pytest.approx(41.5, abs=0.1)  # music_end_s later
+    assert h.holds[0]["type"] == "music" and h.holds[0]["via"] == "music"
+
+
+def test_marked_hold_with_music_is_a_music_hold_and_never_unmuted():
+    cues, h = drive(60, marks=[(10.0, "hold_start"), (50.0, "hold_end")], music=[(10.0, 50.0)],
+                    silent=False)
+    assert "hold_unmuted" not in kinds(cues) and "hold_leak" not in kinds(cues)
+    assert h.holds[0]["type"] == "music"
+
+
+def test_speech_before_the_hold_is_not_a_leak():
+    cues, _ = drive(30, marks=[(10.0, "hold_start"), (20.0, "hold_end")], speech=[(5.0, 11.0)])
+    leaks = [c for c in cues if c.kind == "hold_leak"]
+    # only the part inside the hold counts: 1 s of it, so a leak, dated from the hold start
+    assert len(leaks) == 1 and leaks[0].data["start"] == pytest.approx(10.0, abs=0.04)
+
+
+def test_hold_end_mark_without_hold_is_ignored_and_thresholds_configurable():
+    cfg = HoldConfig(check_back_s=10.0, too_long_s=20.0)
+    cues, _ = drive(40, marks=[(1.0, "hold_end"), (5.0, "hold_start")], cfg=cfg)
+    assert kinds(cues) == ["hold_started", "hold_check_back", "hold_too_long", "hold_ended"]

@@ -1,0 +1,105 @@
+"""Tone and speaking-rate rules on synthetic frame timelines."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from appliance.config import RateConfig, ToneConfig
+from appliance.cues.rate import RateRule
+from appliance.cues.tone import ToneRule
+from appliance.events import WordEvent
+from tests.ctxutil import frames
+
+
+def _tone_run(raised_at=None, lvl=8.0, pitch_ratio=1.25, party="agent", jitter=True,
+              intonation_st=0.8):
+    """Alternating sentences with level/pitch spread; optional raised stretch of 3 s."""
+    rule = ToneRule(ToneConfig())
+    cues = []
+    speech = [(t, t + 2.6) for t in [x * 3.0 for x in range(25)]]
+    for i, ctx in enumerate(frames(75.0, agent=speech, customer=speech)):
+        pf = ctx.party(party)
+        if pf.active:
+            # within-speaker spread: ±5 dB and ±1 semitone from sentence to sentence
+            k = int(ctx.t_s // 3.0)
+            level = pf.level_dbfs + (5.0 * math.sin(k * 1.7) if jitter else 0.0)
+            f0 = pf.f0_hz * 2 ** ((math.sin(k * 2.3) if jitter else 0.0) / 12)
+            f0 *= 2 ** ((intonation_st * math.sin(i * 0.3)) / 12)  # intonation inside a sentence
+            if raised_at is not None and raised_at <= ctx.t_s < raised_at + 3.0:
+                level += lvl
+                f0 *= pitch_ratio
+            pf = dataclasses.replace(pf, level_dbfs=level, f0_hz=f0)
+            ctx = dataclasses.replace(ctx, **{party: pf})
+        cues += rule.on_frame(ctx)
+    return [c for c in cues if c.kind == "tone" and c.party == party]
+
+
+def test_raised_agent_voice_is_found_against_own_baseline():
+    cues = [c for c in _tone_run(raised_at=45.0) if c.data["state"] == "raised"]
+    assert len(cues) == 1
+    assert 45.0 <= cues[0].t_s <= 46.6
+    assert cues[0].data["level_db"] >= 6.0
+
+
+def test_agitated_customer_is_reported_for_the_customer():
+    cues = _tone_run(raised_at=45.0, party="customer")
+    assert [c.data["state"] for c in cues] == ["agitated"]
+
+
+def test_louder_without_higher_pitch_is_not_raised():
+    assert not [c for c in _tone_run(raised_at=45.0, pitch_ratio=1.0)
+                if c.data["state"] == "raised"]
+
+
+def test_within_speaker_spread_alone_is_not_raised():
+    assert not [c for c in _tone_run(raised_at=None) if c.data["state"] == "raised"]
+
+
+def test_flat_pitch_is_monotone():
+    cues = _tone_run(jitter=False)
+    # intonation ±0.8 st sine has a robust spread ~0.6 st: below the 1.0 st default
+    assert any(c.data["state"] == "monotone" for c in cues)
+    # ordinary speech moves 2-4 semitones
+    lively = [c for c in _tone_run(jitter=True, intonation_st=2.5)
+              if c.data["state"] == "monotone"]
+    assert lively == []
+
+
+def _rate_run(syll_per_s, duration=60.0, words=None):
+    rule = RateRule(RateConfig())
+    speech = [(t, t + 4.0) for t in range(0, int(duration), 5)]
+    cues = []
+    acc = 0.0
+    for ctx in frames(duration, agent=speech):
+        nuclei = ()
+        if ctx.agent.active:
+            acc += syll_per_s * ctx.dt_s
+            if acc >= 1.0:
+                acc -= 1.0
+                nuclei = (ctx.t_s,)
+        ctx = dataclasses.replace(ctx, agent=dataclasses.replace(ctx.agent, nuclei_s=nuclei))
+        cues += rule.on_frame(ctx)
+        if words and ctx.agent.active and int(ctx.t_s / 0.4) != int(ctx.t0_s / 0.4):
+            cues += rule.on_words(ctx.t_s, [WordEvent("agent", "x", ctx.t_s - 0.3, ctx.t_s)])
+    return cues, rule
+
+
+def test_fast_agent_gets_one_slow_down_cue():
+    cues, rule = _rate_run(6.5)
+    assert [c.data["state"] for c in cues] == ["fast"]
+    assert abs(cues[0].data["syllables_per_s"] - 6.5) < 0.3
+    assert cues[0].t_s < 16.0  # once min_speech_s of speech is in the window
+    assert abs(rule.summary()["rate"]["agent"]["syllables_per_s"] - 6.5) < 0.3
+
+
+def test_slow_and_good_rates():
+    slow, _ = _rate_run(2.0)
+    assert [c.data["state"] for c in slow] == ["slow"]
+    good, _ = _rate_run(4.0)
+    assert good == []
+
+
+def test_rate_cue_carries_wpm_when_words_are_known():
+    cues, _ = _rate_run(6.5, words=True)
+    assert "wpm" in cues[0].data and cues[0].data["wpm"] > 100
