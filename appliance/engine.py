@@ -39,7 +39,9 @@ from appliance.cues.rate import RateRule
 from appliance.cues.talk_ratio import TalkRatioRule
 from appliance.cues.tone import ToneRule
 from appliance.events import PARTIES, Cue, Party, Summary, WordEvent
-from appliance.features import FeatureExtractor, MusicDetector, SyllableNuclei
+from appliance.features.extractor import FeatureExtractor
+from appliance.features.music import MusicDetector
+from appliance.features.nuclei import NucleiDetector
 from appliance.hold import HoldTracker
 from appliance.marks import Mark
 from appliance.vad import SAMPLE_RATE_HZ, WINDOW_SAMPLES, SileroModel, VadStream
@@ -61,7 +63,7 @@ class _Party:
         self.buf = np.empty(0, dtype=np.int16)
         self.vad = VadStream()
         self.features = FeatureExtractor(SAMPLE_RATE_HZ)
-        self.nuclei = SyllableNuclei()
+        self.nuclei = NucleiDetector()
         self.tracker = SpeechTracker(cfg.vad.on_threshold, cfg.vad.off_threshold,
                                      cfg.vad.hangover_s)
         self.echo = EchoGate(cfg.vad.echo_margin_db, round(cfg.vad.echo_window_s / FRAME_S))
@@ -118,6 +120,9 @@ class CallEngine:
         for p, x in (("agent", agent), ("customer", customer)):
             st = self._p[p]
             st.buf = np.concatenate([st.buf, np.asarray(x, dtype=np.int16)])
+
+    def has_window(self) -> bool:
+        return len(self._p["agent"].buf) >= WINDOW_SAMPLES
 
     def take_window(self) -> np.ndarray | None:
         """The next (2, 512) window (agent, customer), or None if not enough audio yet."""

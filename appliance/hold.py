@@ -52,6 +52,8 @@ class HoldTracker:
         self._hold: _Hold | None = None
         self._music_run_start_s: float | None = None
         self._last_music_s: float | None = None
+        # after a hold ends, music still heard is its tail: a new music hold needs a gap
+        self._music_gap_needed = False
         self.holds: list[dict[str, Any]] = []
 
     @property
@@ -77,7 +79,9 @@ class HoldTracker:
         """Advance by one frame of the agent channel; ``marks`` are the marks due now."""
         cues: list[Cue] = []
         dt = t_s - t0_s
-        if music:
+        if not music:
+            self._music_gap_needed = False
+        if music and not self._music_gap_needed:
             if self._music_run_start_s is None:
                 self._music_run_start_s = t0_s
             self._last_music_s = t_s
@@ -88,8 +92,7 @@ class HoldTracker:
                 self._hold.via = "marks+music" if self._hold.via == "music" else self._hold.via
             elif event == "hold_end" and self._hold is not None:
                 cues += self._end(t0_s, t0_s)
-        if music and self._hold is None:
-            assert self._music_run_start_s is not None
+        if music and self._hold is None and self._music_run_start_s is not None:
             cues += self._start(self._music_run_start_s, t_s, "music")
         h = self._hold
         if h is None:
@@ -179,6 +182,7 @@ class HoldTracker:
         self._hold = None
         self._music_run_start_s = None
         self._last_music_s = None
+        self._music_gap_needed = True
         held = max(0.0, end_s - h.start_s)
         record = {
             "start": round(h.start_s, 3),

@@ -21,8 +21,10 @@ SR = 16000
 I16 = npt.NDArray[np.int16]
 F64 = npt.NDArray[np.float64]
 
-needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="no espeak-ng")
-needs_sox = pytest.mark.skipif(shutil.which("sox") is None, reason="no sox")
+HAVE_ESPEAK = shutil.which("espeak-ng") is not None
+HAVE_SOX = shutil.which("sox") is not None
+needs_espeak = pytest.mark.skipif(not HAVE_ESPEAK, reason="no espeak-ng")
+needs_sox = pytest.mark.skipif(not HAVE_SOX, reason="no sox")
 
 
 def dbfs(x: npt.ArrayLike) -> float:
@@ -235,6 +237,37 @@ def music_bells(dur_s: float, tempo_bpm: float = 72, key: int = 72, seed: int = 
     return out[:n]
 
 
+def music_lead(dur_s: float, tempo_bpm: float = 96, key: int = 69, seed: int = 4,
+               vibrato: float = 0.015) -> F64:
+    """Legato flute/violin-like lead with vibrato (+-``vibrato`` relative) over a soft
+    sustained bass note per bar."""
+    rng = np.random.default_rng(seed)
+    n = int(dur_s * SR)
+    out = np.zeros(n + 4 * SR)
+    beat = 60.0 / tempo_bpm
+    t = 0.0
+    while t < dur_s:
+        dur = beat * float(rng.choice([0.5, 1.0, 1.5, 2.0]))
+        f = _midi(key + [0, 2, 3, 5, 7, 8, 10, 12][int(rng.integers(0, 8))])
+        m = int(dur * SR)
+        tt = np.arange(m) / SR
+        ph = 2 * np.pi * f * tt + vibrato * f / 5.5 * np.sin(2 * np.pi * 5.5 * tt)
+        y = sum(a * np.sin(h * ph) for h, a in enumerate([1.0, 0.4, 0.25, 0.1], 1))
+        y *= np.minimum(1.0, tt / 0.04) * np.minimum(1.0, (dur - tt) / 0.03)
+        s = int(t * SR)
+        out[s : s + m] += y
+        t += dur
+    bar = 4 * beat
+    t = 0.0
+    while t < dur_s:
+        bass = _note(_midi(key - 24 + int(rng.choice([0, 5, 7, -2]))), bar, [1.0, 0.3], None,
+                     attack_s=0.05)
+        s = int(t * SR)
+        out[s : s + bass.shape[0]] += 0.4 * bass
+        t += bar
+    return out[:n]
+
+
 MUSIC: dict[str, Callable[[float], F64]] = {
     "arpeggio": music_arpeggio,
     "arpeggio_fast_a": lambda d: music_arpeggio(d, tempo_bpm=140, key=57, seed=5),
@@ -243,6 +276,7 @@ MUSIC: dict[str, Callable[[float], F64]] = {
     "melody_drums": music_melody_drums,
     "melody_drums_slow": lambda d: music_melody_drums(d, tempo_bpm=90, key=62, seed=7),
     "bells": music_bells,
+    "lead_vibrato": music_lead,
 }
 
 
@@ -254,14 +288,45 @@ def extract(x: I16, chunk: int = 512) -> FeatureFrames:
     return FeatureFrames.concat(parts)
 
 
+def extract_sizes(x: I16, sizes: list[int]) -> FeatureFrames:
+    """Like :func:`extract` with chunk sizes cycling through ``sizes``."""
+    ex = FeatureExtractor(SR)
+    parts = []
+    i = j = 0
+    while i < x.shape[0]:
+        k = sizes[j % len(sizes)]
+        parts.append(ex.process(x[i : i + k]))
+        i += k
+        j += 1
+    return FeatureFrames.concat(parts)
+
+
 def chunked(frames: FeatureFrames, sizes: list[int]) -> list[FeatureFrames]:
     """Cut a FeatureFrames into consecutive pieces of the given (cycled) sizes."""
     out: list[FeatureFrames] = []
-    i, j = 0, 0
-    n = len(frames)
-    while i < n:
+    i = j = 0
+    while i < len(frames):
         k = sizes[j % len(sizes)]
-        out.append(FeatureFrames(*(getattr(frames, f)[i : i + k] for f in frames.__slots__)))
+        out.append(frames.slice(i, i + k))
         i += k
         j += 1
     return out
+
+
+def longest_run(flags: npt.NDArray[np.bool_]) -> int:
+    """Length of the longest run of True."""
+    best = run = 0
+    for f in flags.tolist():
+        run = run + 1 if f else 0
+        best = max(best, run)
+    return best
+
+
+TEXTS = {
+    "en": "Thank you for calling. I can see your order here, it was shipped on Monday. "
+    "Is there anything else I can help you with today?",
+    "de": "Vielen Dank für Ihren Anruf. Ich sehe Ihre Bestellung, sie wurde am Montag "
+    "verschickt. Kann ich sonst noch etwas für Sie tun?",
+    "fr": "Merci de votre appel. Je vois votre commande, elle a été expédiée lundi. "
+    "Puis-je vous aider avec autre chose aujourd'hui?",
+}

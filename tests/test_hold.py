@@ -100,3 +100,11 @@ def test_hold_end_mark_without_hold_is_ignored_and_thresholds_configurable():
     cfg = HoldConfig(check_back_s=10.0, too_long_s=20.0)
     cues, _ = drive(40, marks=[(1.0, "hold_end"), (5.0, "hold_start")], cfg=cfg)
     assert kinds(cues) == ["hold_started", "hold_check_back", "hold_too_long", "hold_ended"]
+
+
+def test_music_tail_after_a_hold_end_mark_does_not_start_a_new_hold():
+    cues, h = drive(60, marks=[(10.0, "hold_start"), (40.0, "hold_end")], music=[(10.0, 41.5)])
+    assert kinds(cues) == ["hold_started", "hold_ended"]
+    cues, h = drive(80, marks=[(10.0, "hold_start"), (40.0, "hold_end")],
+                    music=[(10.0, 41.5), (50.0, 70.0)])
+    assert kinds(cues) == ["hold_started", "hold_ended", "hold_started", "hold_ended"]

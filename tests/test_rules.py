@@ -26,6 +26,14 @@ def test_agent_talking_over_customer_is_an_interruption_at_the_defining_moment()
     assert 3.6 <= c.t_s <= 3.6 + 0.05  # emitted as the overlap reaches 0.6 s
 
 
+def test_one_turn_is_interrupted_once_even_if_the_interrupter_pauses():
+    cues = interruptions(agent=[(3.0, 4.5), (5.0, 6.5)], customer=[(1.0, 8.0)])
+    assert len(cues) == 1
+    # a new customer turn can be interrupted again
+    cues = interruptions(agent=[(3.0, 4.5), (9.5, 11.0)], customer=[(1.0, 5.0), (7.0, 11.5)])
+    assert len(cues) == 2
+
+
 def test_customer_can_interrupt_the_agent_too():
     cues = interruptions(agent=[(1.0, 6.0)], customer=[(2.0, 4.0)])
     assert [c.party for c in cues] == ["customer"]

@@ -2,8 +2,10 @@
 
 A candidate opens when party X starts a talk spurt while party Y has been speaking for at
 least ``min_prior_speech_s``.  It becomes an interruption (cue at that moment) once the two
-have spoken *at the same time* for ``min_overlap_s``, counted on active speech frames only,
-so hangover never turns a backchannel (« mhm », « ja », « oui ») into an interruption.
+have spoken at the same time for ``min_overlap_s``: the interrupter's *active* speech frames
+(no hangover, so a backchannel — « mhm », « ja », « oui » — never grows into an interruption)
+inside the other party's running turn (with hangover, so the other's word gaps and frames
+masked by the echo gate do not stall the count).
 Quick turn-taking — X starting as Y trails off — ends Y's spurt before the overlap builds up.
 """
 
@@ -30,6 +32,8 @@ class InterruptionRule:
         self.cfg = cfg
         self._cand: dict[Party, _Candidate | None] = {"agent": None, "customer": None}
         self._was_speaking: dict[Party, bool] = {"agent": False, "customer": False}
+        # the other party's spurt that X last interrupted: one turn is interrupted once
+        self._fired_on: dict[Party, float | None] = {"agent": None, "customer": None}
         self.count: dict[Party, int] = {"agent": 0, "customer": 0}
         self.overlap_s = 0.0
         self.events: list[dict[str, Any]] = []
@@ -47,7 +51,8 @@ class InterruptionRule:
             started = px.speaking and not self._was_speaking[x]
             if started and py.speaking and py.spurt_start_s is not None:
                 prior = (px.spurt_start_s or ctx.t0_s) - py.spurt_start_s
-                if prior >= self.cfg.min_prior_speech_s:
+                if (prior >= self.cfg.min_prior_speech_s
+                        and self._fired_on[x] != py.spurt_start_s):
                     self._cand[x] = _Candidate(px.spurt_start_s or ctx.t0_s, py.spurt_start_s)
             cand = self._cand[x]
             if cand is None:
@@ -55,10 +60,11 @@ class InterruptionRule:
             if not px.speaking or not py.speaking or py.spurt_start_s != cand.other_spurt_start_s:
                 self._cand[x] = None
                 continue
-            if px.active and py.active:
+            if px.active:  # the interrupter's own speech, inside the other's running turn
                 cand.overlap_s += ctx.dt_s
             if not cand.fired and cand.overlap_s >= self.cfg.min_overlap_s:
                 cand.fired = True
+                self._fired_on[x] = cand.other_spurt_start_s
                 self.count[x] += 1
                 ev = {"start": round(cand.onset_s, 3), "overlap_s": round(cand.overlap_s, 2),
                       "interrupted": y}

@@ -1,5 +1,12 @@
-"""Acoustic features: frame features, syllable nuclei and the hold-music detector."""
+"""Acoustic features per party: 10 ms frame features, syllable nuclei, hold-music flag.
+
+:class:`FeatureExtractor` turns int16 chunks of any size into :class:`FeatureFrames`
+(one element per completed 10 ms hop); :class:`NucleiDetector` and :class:`MusicDetector`
+consume those frames.  All three are streaming and chunk-size invariant.
+"""
 
 from appliance.features.extractor import FeatureExtractor, FeatureFrames
+from appliance.features.music import MusicDetector
+from appliance.features.nuclei import NucleiDetector
 
-__all__ = ["FeatureExtractor", "FeatureFrames"]
+__all__ = ["FeatureExtractor", "FeatureFrames", "MusicDetector", "NucleiDetector"]

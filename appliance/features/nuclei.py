@@ -5,20 +5,24 @@ that (a) stand out by at least ~2 dB from the dips on both sides, (b) are above 
 threshold set relative to the loudest part of the recording and (c) are voiced.  This is
 the streaming version, on :class:`~appliance.features.extractor.FeatureFrames`:
 
-* envelope = ``band_db`` (300-2500 Hz, so it behaves the same on telephone audio), averaged
-  in the power domain over ``smooth_hops`` hops;
+* envelope = ``band_db`` (300-2500 Hz, so it behaves the same on telephone audio),
+  averaged over the last ``smooth_hops`` hops (30 ms);
 * hysteresis peak picking: a peak is *confirmed* once the envelope has fallen
-  ``prominence_db`` below it, provided it rose ``prominence_db`` above the dip before it;
-* a confirmed peak counts as a nucleus if it is voiced (a pitch in the peak hop or the
-  two before it), at least ``noise_margin_db`` above the running band noise floor, and
-  no more than ``max_drop_db`` below the recent maximum of the envelope (a peak hold that
-  decays ``max_decay_db_per_s``).
+  ``prominence_db`` below it, and it must have risen ``prominence_db`` above the dip
+  before it;
+* a confirmed peak counts as a nucleus if it is voiced (a pitch in the peak hop or one
+  of the two before it), at least ``noise_margin_db`` above the running band noise floor
+  (``band_floor_db``), and no more than ``max_drop_db`` below the recent maximum of the
+  envelope (a peak hold that decays ``max_decay_db_per_s``).
 
-Latency: a nucleus is reported in the call that processes the hop where the envelope has
+Latency: a nucleus is reported by the call that processes the hop where the envelope has
 fallen ``prominence_db`` below the peak, i.e. at the start of the dip after the vowel
 (typically 30-150 ms after the peak).  There is no fixed upper bound: a level that never
-falls is never a syllable.  The reported time is the estimated centre of the peak window
-(hop end minus half the 40 ms window minus the smoothing delay).
+falls (a held note) is never a syllable.  The reported time is the estimated centre of
+the peak: the hop end minus half the 40 ms window minus the smoothing delay.
+
+The envelope recursion is inherently sequential, so it runs as a scalar loop of a dozen
+float operations per 10 ms hop (~2 us); the state is a handful of floats.
 """
 
 from __future__ import annotations
@@ -26,8 +30,6 @@ from __future__ import annotations
 import numpy as np
 
 from appliance.features.extractor import FeatureFrames
-
-_VOICED_LOOKBACK = 3  # hops (peak hop and the two before it)
 
 
 class NucleiDetector:
@@ -52,65 +54,63 @@ class NucleiDetector:
         self.noise_margin_db = noise_margin_db
         self.max_drop_db = max_drop_db
         self._decay = max_decay_db_per_s * hop_s
-        self._time_offset_s = window_s / 2 + (smooth_hops - 1) / 2 * hop_s
+        self.time_offset_s = window_s / 2 + (smooth_hops - 1) / 2 * hop_s
         self.reset()
 
     def reset(self) -> None:
-        self._pow_hist = np.zeros(self.smooth_hops - 1)
-        self._voiced_hist = np.zeros(_VOICED_LOOKBACK - 1, dtype=bool)
+        self._hist: list[float] = []  # last smooth_hops band levels (dB)
+        self._voiced_run = 99  # hops since the last voiced hop
         self._max_db = -np.inf
-        # hysteresis state
         self._rising = False  # start by looking for a dip: no peak before the first dip
-        self._dip = np.inf  # lowest envelope since the last confirmed peak
-        self._peak = -np.inf  # candidate peak value
+        self._dip = np.inf
+        self._peak = -np.inf
         self._peak_t = 0.0
         self._peak_ok = False  # candidate passes the voicing / level checks
+        self.count = 0  # nuclei reported since the start / reset
 
     def process(self, frames: FeatureFrames) -> list[float]:
         """Consume hops; return the times (s) of the nuclei confirmed by them."""
-        n = len(frames)
-        if n == 0:
+        if len(frames) == 0:
             return []
+        band = frames.band_db.tolist()
+        floor = frames.band_floor_db.tolist()
+        voiced_hops = (frames.f0_hz == frames.f0_hz).tolist()  # not NaN
+        times = frames.t_s.tolist()
         m = self.smooth_hops
-        p = np.concatenate([self._pow_hist, 10.0 ** (frames.band_db / 10.0)])
-        if m > 1:
-            c = np.concatenate([[0.0], np.cumsum(p)])
-            env_p = (c[m:] - c[:-m]) / m
-            self._pow_hist = p[-(m - 1) :]
-        else:
-            env_p = p
-        env = 10.0 * np.log10(np.maximum(env_p, 1e-12))
-        v = np.concatenate([self._voiced_hist, ~np.isnan(frames.f0_hz)])
-        voiced = v[2:] | v[1:-1] | v[:-2]
-        self._voiced_hist = v[-(_VOICED_LOOKBACK - 1) :]
-        # recent maximum: y[k] = max(env[k], y[k-1] - decay)
-        steps = np.arange(1, n + 1) * self._decay
-        mx = np.maximum(np.maximum.accumulate(env + steps), self._max_db) - steps
-        self._max_db = float(mx[-1])
-        ok = (
-            voiced
-            & (env >= frames.band_floor_db + self.noise_margin_db)
-            & (env >= mx - self.max_drop_db)
-        )
-        return self._pick(env.tolist(), ok.tolist(), frames.t_s.tolist())
-
-    def _pick(self, env: list[float], ok: list[bool], t_s: list[float]) -> list[float]:
-        prom = self.prominence_db
-        out: list[float] = []
+        prom, margin, drop, decay = (
+            self.prominence_db, self.noise_margin_db, self.max_drop_db, self._decay)
+        hist = self._hist
+        run, mx = self._voiced_run, self._max_db
         rising, dip, peak, peak_t, peak_ok = (
             self._rising, self._dip, self._peak, self._peak_t, self._peak_ok)
-        for e, good, t in zip(env, ok, t_s, strict=True):
+        out: list[float] = []
+        for b, fl, vo, t in zip(band, floor, voiced_hops, times, strict=True):
+            hist.append(b)
+            if len(hist) > m:
+                del hist[0]
+            e = sum(hist) / len(hist)
+            run = 0 if vo else run + 1
+            mx = max(e, mx - decay)
             if rising:
                 if e > peak:
-                    peak, peak_t, peak_ok = e, t, good
+                    peak, peak_t = e, t
+                    peak_ok = run < 3 and e >= fl + margin and e >= mx - drop
                 elif e <= peak - prom:
-                    if peak_ok and peak - dip >= prom:
-                        out.append(peak_t - self._time_offset_s)
+                    if peak_ok:
+                        out.append(_t_round(peak_t - self.time_offset_s))
                     rising, dip = False, e
             elif e < dip:
                 dip = e
             elif e >= dip + prom:
-                rising, peak, peak_t, peak_ok = True, e, t, good
+                rising, peak, peak_t = True, e, t
+                peak_ok = run < 3 and e >= fl + margin and e >= mx - drop
+        self._voiced_run, self._max_db = run, mx
         self._rising, self._dip, self._peak, self._peak_t, self._peak_ok = (
             rising, dip, peak, peak_t, peak_ok)
+        self.count += len(out)
         return out
+
+
+def _t_round(t: float) -> float:
+    """Times to the microsecond (the hop grid is 10 ms; this only hides float noise)."""
+    return max(0.0, round(t, 6))

@@ -88,6 +88,8 @@ TEXT: dict[str, dict[str, tuple[str, ...]]] = {
         "cinterject": ("Wait, wait, that is not what I was told last time!",
                        "Sorry, but I already did all of that yesterday."),
         "hold_remark": ("Hello?", "Are you still there?"),
+        "ack": ("I see, I understand.", "I am sorry to hear that.", "Alright, I see what you mean.",
+                "Okay, thank you."),
         "backchannel": ("mhm", "okay", "right", "yes"),
     },
     "de": {
@@ -146,6 +148,8 @@ TEXT: dict[str, dict[str, tuple[str, ...]]] = {
         "cinterject": ("Moment, Moment, das hat man mir letztes Mal aber ganz anders gesagt!",
                        "Entschuldigung, aber das habe ich alles gestern schon gemacht."),
         "hold_remark": ("Hallo?", "Sind Sie noch da?"),
+        "ack": ("Verstehe, das tut mir leid.", "Alles klar, ich verstehe.", "Okay, danke schön.",
+                "Ja, ich verstehe, was Sie meinen."),
         "backchannel": ("ja", "mhm", "genau", "okay"),
     },
     "fr": {
@@ -204,6 +208,8 @@ TEXT: dict[str, dict[str, tuple[str, ...]]] = {
         "cinterject": ("Attendez, attendez, ce n'est pas ce qu'on m'a dit la dernière fois!",
                        "Pardon, mais j'ai déjà fait tout ça hier."),
         "hold_remark": ("Allô?", "Vous êtes toujours là?"),
+        "ack": ("Je comprends, je suis désolée.", "Très bien, je vois.", "D'accord, merci.",
+                "Oui, je vois ce que vous voulez dire."),
         "backchannel": ("oui", "d'accord", "mhm"),
     },
 }
@@ -251,7 +257,9 @@ class Synth:
         raw = self._raw[key]
         if sr != ESPEAK_RATE_HZ:
             audio = soxr.resample(raw.audio, ESPEAK_RATE_HZ, sr, quality="HQ").astype(np.float32)
-            raw = Utt(audio, raw.segs, raw.text, raw.words, sr)
+            dur = len(audio) / sr
+            segs = tuple((min(a, dur), min(b, dur)) for a, b in raw.segs)
+            raw = Utt(audio, segs, raw.text, raw.words, sr)
         self._rs[(*key, sr)] = raw
         return raw
 
@@ -303,5 +311,5 @@ def _analyse(x: np.ndarray, text: str) -> Utt:
     y = x[a * f: b * f].copy()
     frames = y[: (b - a) * f].reshape(b - a, f)
     rms = float(np.sqrt((frames[act[a:b]] ** 2).mean()))
-    segs = tuple(((s - a) * FRAME_S, (e - a) * FRAME_S) for s, e in runs)
+    segs = tuple((float((s - a) * FRAME_S), float((e - a) * FRAME_S)) for s, e in runs)
     return Utt((y / rms).astype(np.float32), segs, text, len(text.split()), sr)
