@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
+import numpy as np
+
 
 @dataclass(frozen=True, slots=True)
 class Spurt:
@@ -23,20 +25,73 @@ class Spurt:
 
 
 class EchoGate:
-    """Geigel-style double-talk test for one party.
+    """Double-talk test for one party: is this frame the other party's echo?
 
     Each channel carries a faint copy of the other party (sidetone, line echo), delayed by
-    tens of milliseconds.  A frame of party A whose level is more than ``margin_db`` below
-    the loudest recent frame of party B is taken for that echo, not for A's own speech.
+    up to ~100 ms.  Two tests, after the Geigel detector and echo-canceller coherence checks:
+
+    * level: a frame more than ``hard_margin_db`` below the other party's loudest recent
+      frame is echo, whatever it contains;
+    * coherence: a frame more than ``margin_db`` below it is echo if its waveform matches a
+      delayed copy of the other channel (normalised cross-correlation ≥ ``min_coherence``
+      over lags 0..``max_delay_s``).  A quiet party really talking over a loud one does not
+      match, so their speech is kept.
     """
 
-    def __init__(self, margin_db: float, window_frames: int) -> None:
+    def __init__(
+        self,
+        margin_db: float,
+        window_frames: int,
+        *,
+        hard_margin_db: float = 30.0,
+        min_coherence: float = 0.45,
+        max_delay_samples: int = 1600,
+        frame_samples: int = 512,
+    ) -> None:
         self.margin_db = margin_db
-        self._other: deque[float] = deque(maxlen=max(1, window_frames + 1))
+        self.hard_margin_db = max(hard_margin_db, margin_db)
+        self.min_coherence = min_coherence
+        self._other_levels: deque[float] = deque(maxlen=max(1, window_frames + 1))
+        self._lags = max_delay_samples
+        self._n = frame_samples
+        self._other = np.zeros(max_delay_samples + frame_samples, dtype=np.float64)
+        self._nfft = 1 << int(np.ceil(np.log2(max_delay_samples + 2 * frame_samples)))
+        self.last_coherence = 0.0
 
-    def is_echo(self, own_level_dbfs: float, other_level_dbfs: float) -> bool:
-        self._other.append(other_level_dbfs)
-        return own_level_dbfs < max(self._other) - self.margin_db
+    def is_echo(
+        self,
+        own_level_dbfs: float,
+        other_level_dbfs: float,
+        own: np.ndarray | None = None,
+        other: np.ndarray | None = None,
+    ) -> bool:
+        """Judge one frame; ``own``/``other`` are the two frames' samples (same length)."""
+        self._other_levels.append(other_level_dbfs)
+        if other is not None:
+            n = len(other)
+            self._other = np.concatenate([self._other[n:], other.astype(np.float64)])
+        gap = max(self._other_levels) - own_level_dbfs
+        if gap <= self.margin_db:
+            return False
+        if gap > self.hard_margin_db or own is None or other is None:
+            return True
+        self.last_coherence = self._coherence(own.astype(np.float64))
+        return self.last_coherence >= self.min_coherence
+
+    def _coherence(self, a: np.ndarray) -> float:
+        """Peak normalised cross-correlation of ``a`` with the other channel's recent past."""
+        n, lags, b = len(a), self._lags, self._other
+        if len(b) < n + lags:
+            return 0.0
+        fa = np.fft.rfft(a, self._nfft)
+        fb = np.fft.rfft(b, self._nfft)
+        c = np.fft.irfft(fb * np.conj(fa), self._nfft)[: lags + 1]
+        e = np.concatenate([[0.0], np.cumsum(b * b)])
+        eb = e[n : n + lags + 1] - e[: lags + 1]
+        ea = float(np.dot(a, a))
+        if ea <= 0.0:
+            return 0.0
+        return float(np.max(c / np.sqrt(ea * eb + 1e-9)))
 
 
 class SpeechTracker:

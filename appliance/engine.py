@@ -49,6 +49,15 @@ from appliance.vad import SAMPLE_RATE_HZ, WINDOW_SAMPLES, SileroModel, VadStream
 log = logging.getLogger(__name__)
 
 FRAME_S = WINDOW_SAMPLES / SAMPLE_RATE_HZ
+#: Music detector settings for the agent channel.  The tonal thresholds sit lower than the
+#: detector's stand-alone defaults because Silero vetoes speech here: on the corpus this
+#: took music recall from 0.90 to 0.99 with no false music on slow speech.
+MUSIC_TONAL_THRESHOLD = 0.4
+MUSIC_TONAL_CENTER = 0.4
+#: Hold music is never speech: Silero's mean probability over the last second must stay
+#: below this for the music flag to count (Silero gives ~0.00 on every hold-music style).
+MUSIC_SPEECH_VETO = 0.3
+MUSIC_VETO_FRAMES = round(1.0 / FRAME_S)
 
 
 def _level_dbfs(x: np.ndarray) -> float:
@@ -87,8 +96,10 @@ class CallEngine:
         self.call_id = call_id
         self._vad = vad
         self._p: dict[Party, _Party] = {p: _Party(cfg) for p in PARTIES}
-        self._music = MusicDetector()
+        self._music = MusicDetector(tonal_threshold=MUSIC_TONAL_THRESHOLD,
+                                    tonal_center=MUSIC_TONAL_CENTER)
         self._music_now = False
+        self._agent_probs: deque[float] = deque(maxlen=MUSIC_VETO_FRAMES)
         self._marks: deque[Mark] = deque(sorted(marks, key=lambda m: m.t_s))
         self.hold = HoldTracker(cfg.hold)
         self.rate = RateRule(cfg.rate)
@@ -164,13 +175,15 @@ class CallEngine:
         self.frames += 1
         t1 = self.t_s
         levels = {p: _level_dbfs(window[i]) for i, p in enumerate(PARTIES)}
+        self._agent_probs.append(float(probs[0]))
+        speechy = sum(self._agent_probs) / len(self._agent_probs) >= MUSIC_SPEECH_VETO
         raw: dict[Party, dict[str, Any]] = {}
         for i, p in enumerate(PARTIES):
             st = self._p[p]
             feats = st.features.process(window[i])
             nuclei = st.nuclei.process(feats)
             if p == "agent" and len(feats):
-                self._music_now = bool(self._music.process(feats)[-1])
+                self._music_now = bool(self._music.process(feats)[-1]) and not speechy
             voiced = feats.f0_hz[~np.isnan(feats.f0_hz)] if len(feats) else feats.f0_hz
             if len(feats):
                 st.floor_dbfs = float(feats.noise_floor_dbfs[-1])
@@ -183,7 +196,7 @@ class CallEngine:
         for i, p in enumerate(PARTIES):
             st = self._p[p]
             other = "customer" if p == "agent" else "agent"
-            echo = st.echo.is_echo(levels[p], levels[other])
+            echo = st.echo.is_echo(levels[p], levels[other], window[i], window[1 - i])
             music = self._music_now if p == "agent" else False
             blocked = echo or music or levels[p] < self.cfg.vad.silence_dbfs
             ended = st.tracker.update(t0, t1, float(probs[i]), blocked)

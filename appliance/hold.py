@@ -100,12 +100,10 @@ class HoldTracker:
                 if t_s - self._last_music_s >= self.cfg.music_end_s:
                     self._music_run_start_s = None
             return cues
-        if (
-            h.via == "music"
-            and not music
-            and self._last_music_s is not None
-            and t_s - self._last_music_s >= self.cfg.music_end_s
+        if h.via == "music" and not music and self._last_music_s is not None and (
+            t_s - self._last_music_s >= self.cfg.music_end_s or active
         ):
+            # the music stopped (or the agent speaks where the music was): back from hold
             return cues + self._end(self._last_music_s, t_s)
         cues += self._observe(h, t0_s, t_s, dt, music, speaking, active, spurt_start_s,
                               digital_silence, level_dbfs)

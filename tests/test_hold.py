@@ -108,3 +108,10 @@ def test_music_tail_after_a_hold_end_mark_does_not_start_a_new_hold():
     cues, h = drive(80, marks=[(10.0, "hold_start"), (40.0, "hold_end")],
                     music=[(10.0, 41.5), (50.0, 70.0)])
     assert kinds(cues) == ["hold_started", "hold_ended", "hold_started", "hold_ended"]
+
+
+def test_agent_speaking_after_the_music_ends_a_music_hold_at_once_and_is_no_leak():
+    cues, h = drive(60, music=[(10.0, 40.0)], speech=[(40.3, 45.0)])
+    assert kinds(cues) == ["hold_started", "hold_ended"]
+    assert cues[1].t_s == pytest.approx(40.3, abs=0.07)
+    assert h.holds[0]["end"] == pytest.approx(40.0, abs=0.05)
