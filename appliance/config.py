@@ -100,6 +100,8 @@ class HoldConfig:
     keep it above the music detector's latency (~2.5 s) so hold music is not taken for it."""
     unmuted_floor_dbfs: float = _f(-85.0, -120.0, -30.0, "dBFS")
     """Agent-channel level above which a silent hold counts as an open microphone."""
+    music_min_s: float = _f(1.0, 0.0, 30.0, "s")
+    """Seconds of continuous music (after the detector's own latency) that start a hold."""
     music_end_s: float = _f(1.5, 0.2, 30.0, "s")
     """Seconds without music after which a music hold is over."""
 

@@ -81,6 +81,8 @@ class HoldTracker:
         dt = t_s - t0_s
         if not music:
             self._music_gap_needed = False
+            if self._hold is None:
+                self._music_run_start_s = None
         if music and not self._music_gap_needed:
             if self._music_run_start_s is None:
                 self._music_run_start_s = t0_s
@@ -92,13 +94,15 @@ class HoldTracker:
                 self._hold.via = "marks+music" if self._hold.via == "music" else self._hold.via
             elif event == "hold_end" and self._hold is not None:
                 cues += self._end(t0_s, t0_s)
-        if music and self._hold is None and self._music_run_start_s is not None:
+        if (
+            music
+            and self._hold is None
+            and self._music_run_start_s is not None
+            and t_s - self._music_run_start_s >= self.cfg.music_min_s
+        ):
             cues += self._start(self._music_run_start_s, t_s, "music")
         h = self._hold
         if h is None:
-            if not music and self._last_music_s is not None:
-                if t_s - self._last_music_s >= self.cfg.music_end_s:
-                    self._music_run_start_s = None
             return cues
         if h.via == "music" and not music and self._last_music_s is not None and (
             t_s - self._last_music_s >= self.cfg.music_end_s or active

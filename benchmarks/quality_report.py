@@ -38,7 +38,7 @@ def main() -> None:
     print(f"corpus: {len(truths)} calls, {audio_min:.1f} min of audio, analysed in {took:.1f} s")
     print(report(sc))
     if "-v" in sys.argv:
-        print("\n".join(sc.misses + sc.false_leak_alarms + sc.false_unmuted))
+        print("\n".join(sc.misses + sc.false_leak_alarms + sc.false_unmuted + sc.false_holds))
 
 
 if __name__ == "__main__":

@@ -64,6 +64,7 @@ class Scores:
     interruption_latency_s: list[float] = field(default_factory=list)
     holds_total: int = 0
     holds_found: int = 0
+    false_holds: list[str] = field(default_factory=list)
     leaks_total: int = 0
     leaks_found: int = 0
     leak_latency_s: list[float] = field(default_factory=list)
@@ -165,6 +166,10 @@ def score(truths: list[dict[str, Any]], results: list[dict[str, Any]]) -> Scores
                     sc.misses.append(f"{name}: open mic hold not flagged")
             elif un:
                 sc.false_unmuted.append(f"{name}: {th['type']} hold flagged unmuted")
+        for h in holds:
+            if not any(min(h["end"], th["end"]) - max(h["start"], th["start"]) > 0
+                       for th in truth["holds"]):
+                sc.false_holds.append(f"{name}: false hold {h['start']}-{h['end']}")
         # -- raised voice / agitation
         tone = [c for c in cues if c["kind"] == "tone" and c["data"].get("state") in
                 ("raised", "agitated")]
@@ -211,7 +216,8 @@ def report(sc: Scores) -> str:
         f"moment p50 {np.median(sc.interruption_latency_s) if sc.interruption_latency_s else 0:.2f} s,"
         f" p95 {p95(sc.interruption_latency_s)} s, max "
         f"{max(sc.interruption_latency_s, default=0):.2f} s",
-        f"holds found: {sc.holds_found}/{sc.holds_total}; open mic flagged "
+        f"holds found: {sc.holds_found}/{sc.holds_total}, false holds {len(sc.false_holds)};"
+        f" open mic flagged "
         f"{sc.unmuted_found}/{sc.unmuted_total}; false open-mic {len(sc.false_unmuted)}",
         f"leaks >= 1 s found: {sc.leaks_found}/{sc.leaks_total}; false leak alarms "
         f"{len(sc.false_leak_alarms)}; latency after 0.5 s of leak p95 {p95(sc.leak_latency_s)} s",

@@ -115,3 +115,8 @@ def test_agent_speaking_after_the_music_ends_a_music_hold_at_once_and_is_no_leak
     assert kinds(cues) == ["hold_started", "hold_ended"]
     assert cues[1].t_s == pytest.approx(40.3, abs=0.07)
     assert h.holds[0]["end"] == pytest.approx(40.0, abs=0.05)
+
+
+def test_a_short_burst_of_music_is_not_a_hold():
+    cues, _ = drive(30, music=[(10.0, 10.5), (12.0, 12.9)])
+    assert cues == []
