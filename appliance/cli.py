@@ -102,7 +102,8 @@ def _analyze(args: argparse.Namespace) -> int:
     cfg: Config = load_config(args.config)
     lang = args.lang or cfg.language
     if not re.fullmatch(r"[a-z]{2,3}", lang):
-        raise ApplianceError(CONFIG_INVALID, f"--lang {lang!r}: give a language code like en, de, fr")
+        raise ApplianceError(CONFIG_INVALID,
+                             f"--lang {lang!r}: give a language code like en, de, fr")
     marks_path = args.marks
     if args.demo:
         call, demo_marks = _demo_paths()

@@ -8,6 +8,7 @@ defaults.  Errors name the file, the ``[section] key`` and the allowed values.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -220,7 +221,7 @@ def defaults_toml() -> str:
         out: dict[str, str] = {}
         tree = ast.parse(inspect.getsource(cls))
         body = typing.cast(ast.ClassDef, tree.body[0]).body
-        for a, b in zip(body, body[1:], strict=False):
+        for a, b in itertools.pairwise(body):
             if (
                 isinstance(a, ast.AnnAssign)
                 and isinstance(a.target, ast.Name)

@@ -128,7 +128,7 @@ class CallEngine:
         """Queue audio (16 kHz int16, equal lengths) for analysis."""
         if len(agent) != len(customer):
             raise ValueError("agent and customer chunks must have the same length")
-        for p, x in (("agent", agent), ("customer", customer)):
+        for p, x in zip(PARTIES, (agent, customer), strict=True):
             st = self._p[p]
             st.buf = np.concatenate([st.buf, np.asarray(x, dtype=np.int16)])
 
@@ -195,7 +195,7 @@ class CallEngine:
         frames: dict[Party, PartyFrame] = {}
         for i, p in enumerate(PARTIES):
             st = self._p[p]
-            other = "customer" if p == "agent" else "agent"
+            other: Party = "customer" if p == "agent" else "agent"
             echo = st.echo.is_echo(levels[p], levels[other], window[i], window[1 - i])
             music = self._music_now if p == "agent" else False
             blocked = echo or music or levels[p] < self.cfg.vad.silence_dbfs
@@ -209,9 +209,10 @@ class CallEngine:
                 digital_silence=raw[p]["dsil"], noise_floor_dbfs=st.floor_dbfs, music=music,
                 nuclei_s=raw[p]["nuclei"],
             )
-        due: list[str] = []
+        due: list[tuple[float, str]] = []
         while self._marks and self._marks[0].t_s < t1:
-            due.append(self._marks.popleft().event)
+            m = self._marks.popleft()
+            due.append((m.t_s, m.event))
         ag = frames["agent"]
         cues = self.hold.update(
             t0, t1, due, music=ag.music, speaking=ag.speaking, active=ag.active,
@@ -239,7 +240,9 @@ class CallEngine:
             last = st.tracker.close()
             if last is not None:
                 st.spurts.append(last)
-        cues = self.hold.close(t)
+        late = [(m.t_s, m.event) for m in self._marks if m.t_s <= t]
+        cues = self.hold.apply_marks(late, t, t)
+        cues += self.hold.close(t)
         for rule in self.rules:
             cues += rule.close(t)
         self._count(cues)

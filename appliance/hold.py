@@ -67,7 +67,7 @@ class HoldTracker:
         self,
         t0_s: float,
         t_s: float,
-        marks: list[str],
+        marks: list[tuple[float, str]],
         *,
         music: bool,
         speaking: bool,
@@ -76,7 +76,12 @@ class HoldTracker:
         digital_silence: bool,
         level_dbfs: float,
     ) -> list[Cue]:
-        """Advance by one frame of the agent channel; ``marks`` are the marks due now."""
+        """Advance by one frame of the agent channel.
+
+        ``marks`` are the (time, event) marks due now; each is dated at its own time (a
+        live mark can arrive a little after the moment it names), but never before the
+        current hold began.
+        """
         cues: list[Cue] = []
         dt = t_s - t0_s
         if not music:
@@ -87,13 +92,7 @@ class HoldTracker:
             if self._music_run_start_s is None:
                 self._music_run_start_s = t0_s
             self._last_music_s = t_s
-        for event in marks:
-            if event == "hold_start" and self._hold is None:
-                cues += self._start(t0_s, t_s, "marks")
-            elif event == "hold_start" and self._hold is not None:
-                self._hold.via = "marks+music" if self._hold.via == "music" else self._hold.via
-            elif event == "hold_end" and self._hold is not None:
-                cues += self._end(t0_s, t0_s)
+        cues += self.apply_marks(marks, t0_s, t_s)
         if (
             music
             and self._hold is None
@@ -112,6 +111,19 @@ class HoldTracker:
         cues += self._observe(h, t0_s, t_s, dt, music, speaking, active, spurt_start_s,
                               digital_silence, level_dbfs)
         return cues + self._timers(h, t_s)
+
+    def apply_marks(self, marks: list[tuple[float, str]], t0_s: float, t_s: float) -> list[Cue]:
+        """Apply (time, event) marks at the frame [t0_s, t_s)."""
+        cues: list[Cue] = []
+        for mark_t, event in marks:
+            when = min(mark_t, t0_s)
+            if event == "hold_start" and self._hold is None:
+                cues += self._start(when, t_s, "marks")
+            elif event == "hold_start" and self._hold is not None:
+                self._hold.via = "marks+music" if self._hold.via == "music" else self._hold.via
+            elif event == "hold_end" and self._hold is not None:
+                cues += self._end(max(when, self._hold.start_s), t_s)
+        return cues
 
     def _observe(
         self, h: _Hold, t0_s: float, t_s: float, dt: float, music: bool, speaking: bool,

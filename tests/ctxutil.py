@@ -29,7 +29,7 @@ def frames(
 ) -> Iterator[FrameContext]:
     """Frames where each party is speech inside its intervals (prob 0.9) and silent outside."""
     trackers = {p: SpeechTracker(0.5, 0.35, hangover_s) for p in ("agent", "customer")}
-    n = int(round(duration_s / FRAME_S))
+    n = round(duration_s / FRAME_S)
     for i in range(n):
         t0, t1 = i * FRAME_S, (i + 1) * FRAME_S
         mid = 0.5 * (t0 + t1)

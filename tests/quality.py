@@ -50,7 +50,9 @@ def analyse_call(truth: dict[str, Any], cfg: Config | None = None) -> dict[str, 
     return {"name": truth["name"], "cues": out, "summary": summary.data}
 
 
-def analyse_corpus(truths: list[dict[str, Any]], workers: int | None = None) -> list[dict[str, Any]]:
+def analyse_corpus(
+    truths: list[dict[str, Any]], workers: int | None = None
+) -> list[dict[str, Any]]:
     workers = workers or min(2, os.cpu_count() or 1)
     with ProcessPoolExecutor(workers) as pool:
         return list(pool.map(analyse_call, truths))
@@ -210,10 +212,11 @@ def report(sc: Scores) -> str:
     def p95(xs: list[float]) -> str:
         return f"{np.percentile(xs, 95):.2f}" if xs else "-"
 
+    lat = sc.interruption_latency_s
     return "\n".join([
         f"interruptions: F1 {sc.interruption_f1:.3f} (tp {sc.interruption_tp}, "
         f"fp {sc.interruption_fp}, fn {sc.interruption_fn}); latency after the defining "
-        f"moment p50 {np.median(sc.interruption_latency_s) if sc.interruption_latency_s else 0:.2f} s,"
+        f"moment p50 {np.median(lat) if lat else 0:.2f} s,"
         f" p95 {p95(sc.interruption_latency_s)} s, max "
         f"{max(sc.interruption_latency_s, default=0):.2f} s",
         f"holds found: {sc.holds_found}/{sc.holds_total}, false holds {len(sc.false_holds)};"

@@ -25,7 +25,7 @@ def drive(duration_s, *, marks=(), music=(), speech=(), silent=True, level=-60.0
         mid = t0 + F / 2
         due = []
         while pending and pending[0][0] < t1:
-            due.append(pending.pop(0)[1])
+            due.append(pending.pop(0))
         is_music = any(s <= mid < e for s, e in music)
         is_speech = any(s <= mid < e for s, e in speech)
         if is_speech and spurt_start is None:
@@ -103,9 +103,9 @@ def test_hold_end_mark_without_hold_is_ignored_and_thresholds_configurable():
 
 
 def test_music_tail_after_a_hold_end_mark_does_not_start_a_new_hold():
-    cues, h = drive(60, marks=[(10.0, "hold_start"), (40.0, "hold_end")], music=[(10.0, 41.5)])
+    cues, _ = drive(60, marks=[(10.0, "hold_start"), (40.0, "hold_end")], music=[(10.0, 41.5)])
     assert kinds(cues) == ["hold_started", "hold_ended"]
-    cues, h = drive(80, marks=[(10.0, "hold_start"), (40.0, "hold_end")],
+    cues, _ = drive(80, marks=[(10.0, "hold_start"), (40.0, "hold_end")],
                     music=[(10.0, 41.5), (50.0, 70.0)])
     assert kinds(cues) == ["hold_started", "hold_ended", "hold_started", "hold_ended"]
 

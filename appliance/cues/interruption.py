@@ -46,7 +46,8 @@ class InterruptionRule:
             self._cand = {"agent": None, "customer": None}
             self._was_speaking = {p: ctx.party(p).speaking for p in PARTIES}
             return cues
-        for x, y in (("agent", "customer"), ("customer", "agent")):
+        pairs: tuple[tuple[Party, Party], ...] = (("agent", "customer"), ("customer", "agent"))
+        for x, y in pairs:
             px, py = ctx.party(x), ctx.party(y)
             started = px.speaking and not self._was_speaking[x]
             if started and py.speaking and py.spurt_start_s is not None:

@@ -1,0 +1,154 @@
+"""The command line: output contract, demo, and one clear line for every bad input."""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from appliance.cli import main
+
+DEMO = Path(__file__).resolve().parent.parent / "appliance" / "demo"
+
+
+def _wav(path: Path, data: np.ndarray, rate: int = 16000) -> Path:
+    data = np.asarray(data, dtype=np.int16)
+    ch = 1 if data.ndim == 1 else data.shape[1]
+    raw = data.tobytes()
+    hdr = b"RIFF" + struct.pack("<I", 36 + len(raw)) + b"WAVEfmt "
+    hdr += struct.pack("<IHHIIHH", 16, 1, ch, rate, rate * ch * 2, ch * 2, 16)
+    path.write_bytes(hdr + b"data" + struct.pack("<I", len(raw)) + raw)
+    return path
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def demo_jsonl():
+    proc = subprocess.run(
+        [sys.executable, "-m", "appliance", "analyze", "--demo", "--format", "jsonl"],
+        capture_output=True, text=True, check=True,
+    )
+    return [json.loads(line) for line in proc.stdout.splitlines()]
+
+
+def test_jsonl_contract_on_the_demo(demo_jsonl):
+    events = demo_jsonl
+    assert events[-1]["kind"] == "summary"
+    for ev in events:
+        assert set(ev) == {"t", "kind", "party", "severity", "message", "data"}
+        assert ev["party"] in ("agent", "customer", None)
+        assert ev["severity"] in ("info", "warn", "alert")
+        assert isinstance(ev["message"], str) and len(ev["message"]) <= 60
+    times = [ev["t"] for ev in events]
+    assert times == sorted(times), "events must come in emission order"
+    kinds = [ev["kind"] for ev in events]
+    # the demo's ground truth (appliance/demo/README.md)
+    assert kinds.count("interruption") == 1
+    inter = next(e for e in events if e["kind"] == "interruption")
+    assert inter["party"] == "agent" and 14.97 <= inter["t"] <= 14.97 + 0.3
+    leak = next(e for e in events if e["kind"] == "hold_leak")
+    assert 58.18 <= leak["data"]["start"] <= 58.7 and leak["t"] <= 58.18 + 0.5 + 0.3
+    for k in ("hold_started", "hold_unmuted", "hold_check_back", "hold_too_long", "hold_ended"):
+        assert kinds.count(k) == 1, k
+    summary = events[-1]["data"]
+    for key in ("talk_s", "overlap_s", "interruptions", "holds", "fillers", "rate", "dead_air"):
+        assert key in summary
+    (hold,) = summary["holds"]
+    assert hold["type"] == "unmuted" and abs(hold["duration_s"] - 62.0) < 0.5
+    assert len(hold["leaks"]) == 1
+    assert summary["interruptions"] == {"agent": 1, "customer": 0}
+
+
+def test_text_output_has_timeline_and_summary_table(capsys):
+    code, out, err = run(capsys, "analyze", "--demo")
+    assert code == 0
+    assert "interruption" in out and "Call summary" in out and "talk time (s)" in out
+    assert err == ""  # no progress bar when stderr is not a terminal
+
+
+def test_two_mono_files_and_channel_map(tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    a = (rng.standard_normal(16000) * 300).astype(np.int16)
+    c = np.zeros(16000, dtype=np.int16)
+    _wav(tmp_path / "a.wav", a)
+    _wav(tmp_path / "c.wav", c)
+    code, out, _ = run(capsys, "analyze", "--agent", str(tmp_path / "a.wav"),
+                       "--customer", str(tmp_path / "c.wav"), "--format", "jsonl")
+    assert code == 0 and json.loads(out.splitlines()[-1])["kind"] == "summary"
+    _wav(tmp_path / "s.wav", np.stack([c, a], axis=1))
+    code, out, _ = run(capsys, "analyze", str(tmp_path / "s.wav"), "--agent-channel", "1",
+                       "--customer-channel", "0", "--format", "jsonl")
+    assert code == 0
+
+
+def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str]]:
+    good = _wav(tmp / "good.wav", np.zeros((16000, 2), dtype=np.int16))
+    (tmp / "text.wav").write_text("hello, I am not audio\n")
+    full = _wav(tmp / "full.wav", np.ones((16000, 2), dtype=np.int16))
+    (tmp / "trunc_header.wav").write_bytes(full.read_bytes()[:30])
+    empty = _wav(tmp / "empty.wav", np.zeros((0, 2), dtype=np.int16))
+    (tmp / "marks.jsonl").write_text('{"t": 1.0, "event": "hold_start"}\n{"t": "x"}\n')
+    (tmp / "bad.toml").write_text("[hold]\ncheck_back_s = -3\n")
+    return {
+        "missing file": (["analyze", str(tmp / "nope.wav")], "input.not_found"),
+        "not a wav": (["analyze", str(tmp / "text.wav")], "input.not_wav"),
+        "truncated header": (["analyze", str(tmp / "trunc_header.wav")], "input.truncated"),
+        "zero-length audio": (["analyze", str(empty)], "input.empty"),
+        "channel index": (["analyze", str(good), "--customer-channel", "5"], "input.bad_channel"),
+        "marks line": (["analyze", str(good), "--marks", str(tmp / "marks.jsonl")],
+                       "marks.invalid_line"),
+        "marks missing": (["analyze", str(good), "--marks", str(tmp / "none.jsonl")],
+                          "marks.not_found"),
+        "config value": (["analyze", str(good), "--config", str(tmp / "bad.toml")],
+                         "config.invalid"),
+        "language": (["analyze", str(good), "--lang", "english!"], "config.invalid"),
+    }
+
+
+@pytest.mark.parametrize("case", [
+    "missing file", "not a wav", "truncated header", "zero-length audio", "channel index",
+    "marks line", "marks missing", "config value", "language",
+])
+def test_bad_input_gives_one_clear_line_and_nonzero_exit(tmp_path, capsys, case):
+    args, code_str = _bad_inputs(tmp_path)[case]
+    code, out, err = run(capsys, *args)
+    assert code != 0
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("appliance: error: ") and f"[{code_str}]" in lines[0]
+    assert "Traceback" not in err and out == ""
+
+
+def test_truncated_data_is_analysed_as_far_as_it_goes(tmp_path, capsys):
+    full = _wav(tmp_path / "full.wav", np.ones((48000, 2), dtype=np.int16))
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(full.read_bytes()[: 44 + 4 * 16000])  # 1 of 3 seconds survives
+    code, out, _ = run(capsys, "analyze", str(cut), "--format", "jsonl")
+    assert code == 0
+    summary = json.loads(out.splitlines()[-1])
+    assert summary["kind"] == "summary" and abs(summary["data"]["duration_s"] - 1.0) < 0.05
+
+
+def test_no_traceback_from_the_console_script_on_bad_input(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "appliance", "analyze", str(tmp_path / "x.wav")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
+def test_config_check_and_defaults_round_trip(tmp_path, capsys):
+    code, out, _ = run(capsys, "config", "defaults")
+    assert code == 0 and "[interruption]" in out and "min_overlap_s = 0.6" in out
+    (tmp_path / "c.toml").write_text(out)
+    code, out, _ = run(capsys, "config", "check", str(tmp_path / "c.toml"))
+    assert code == 0 and out.strip().endswith(": ok")
