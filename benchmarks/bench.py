@@ -13,22 +13,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import time
 from pathlib import Path
 
 import numpy as np
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-from appliance.audio.filesource import FileSource  # noqa: E402
-from appliance.bank import CallBank  # noqa: E402
-from appliance.config import Config  # noqa: E402
-from appliance.engine import CallEngine  # noqa: E402
-from appliance.features.extractor import FeatureExtractor  # noqa: E402
-from appliance.marks import load_marks  # noqa: E402
-from appliance.vad import SileroModel, VadStream  # noqa: E402
+from appliance.audio.filesource import FileSource
+from appliance.bank import CallBank
+from appliance.config import Config
+from appliance.engine import CallEngine
+from appliance.features.extractor import FeatureExtractor
+from appliance.marks import load_marks
+from appliance.vad import SileroModel, VadStream
 
 DEMO = Path(__file__).resolve().parent.parent / "appliance" / "demo"
 
