@@ -126,6 +126,45 @@ class TalkRatioConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AsrConfig:
+    enabled: bool = True
+    """Run speech recognition when a model for the call's language is installed."""
+    customer: bool = True
+    """Also recognise the customer channel (the hold-permission rule needs the answer)."""
+    preroll_s: float = _f(0.3, 0.0, 2.0, "s")
+    """Audio kept before a speech onset and fed to the recognizer, so onsets are not cut."""
+    postroll_s: float = _f(0.3, 0.0, 2.0, "s")
+    """Audio still fed after speech ends, so word endings are not cut."""
+    queue_s: float = _f(20.0, 1.0, 600.0, "s")
+    """Seconds of audio the queue to the recognizer holds; beyond it audio is dropped and
+    counted (recognition is behind), the acoustic cues are never delayed."""
+    models_dir: str = ""
+    """Where models are installed; empty = APPLIANCE_MODELS_DIR or models/ of the project."""
+
+
+@dataclass(frozen=True, slots=True)
+class WordsConfig:
+    filler_per_min: float = _f(6.0, 0.5, 120.0, "1/min")
+    """Fillers per minute of agent speech (over filler_window_s) that trigger the cue."""
+    filler_window_s: float = _f(60.0, 10.0, 600.0, "s")
+    """Rolling window of call time over which fillers are counted."""
+    extra_fillers: list[str] = field(default_factory=list)
+    """Site-specific filler words, added to the language's own list."""
+    agent_name: str = ""
+    """The agent's name for the greeting check; empty = any « my name is … »."""
+    company: str = ""
+    """The company name for the greeting check; empty = that item is not checked."""
+    greeting_window_s: float = _f(20.0, 5.0, 120.0, "s")
+    """The greeting must be complete within this many seconds of the call start."""
+    closing_window_s: float = _f(30.0, 5.0, 300.0, "s")
+    """The closing question and thanks are looked for in the call's last seconds."""
+    jargon: list[str] = field(default_factory=list)
+    """Site jargon the agent should avoid with callers (empty by default)."""
+    transcript: bool = False
+    """Add a transcript event per final result to the JSONL output (memory only)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; each section is a TOML table of the same name."""
 
@@ -138,6 +177,8 @@ class Config:
     hold: HoldConfig = field(default_factory=HoldConfig)
     dead_air: DeadAirConfig = field(default_factory=DeadAirConfig)
     talk_ratio: TalkRatioConfig = field(default_factory=TalkRatioConfig)
+    asr: AsrConfig = field(default_factory=AsrConfig)
+    words: WordsConfig = field(default_factory=WordsConfig)
 
 
 def _bad(src: str, where: str, msg: str) -> ApplianceError:
@@ -169,9 +210,19 @@ def _build(cls: type, raw: dict[str, Any], src: str, section: str) -> Any:
                 raise _bad(src, where, f"{value} is out of range {lo}..{hi} {unit}".rstrip())
             kwargs[name] = float(value)
         elif hint is str:
-            if not isinstance(value, str) or not value:
-                raise _bad(src, where, f"must be a non-empty string, not {value!r}")
+            if not isinstance(value, str):
+                raise _bad(src, where, f"must be a string, not {value!r}")
+            if name == "language" and not value:
+                raise _bad(src, where, "must be a language code like en, de, fr")
             kwargs[name] = value
+        elif hint is bool:
+            if not isinstance(value, bool):
+                raise _bad(src, where, f"must be true or false, not {value!r}")
+            kwargs[name] = value
+        elif hint == list[str]:
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise _bad(src, where, "must be a list of non-empty strings")
+            kwargs[name] = list(value)
         else:  # pragma: no cover - a field type the loader does not know yet
             raise TypeError(f"unsupported config type {hint!r}")
     return cls(**kwargs)
@@ -212,6 +263,16 @@ def load_config(path: Path | None) -> Config:
     return config_from_dict(raw, str(path))
 
 
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
 def defaults_toml() -> str:
     """The full default configuration as commented TOML (every key, unit and range)."""
     import ast
@@ -242,9 +303,9 @@ def defaults_toml() -> str:
         d = docs(type(sub))
         for sf in dataclasses.fields(sub):
             m = sf.metadata
-            rng = f" Range {m['min']}..{m['max']} {m['unit']}".rstrip() + "."
+            rng = f" Range {m['min']}..{m['max']} {m['unit']}".rstrip() + "." if m else ""
             lines.append(f"# {d.get(sf.name, '')}{rng}")
-            lines.append(f"{sf.name} = {getattr(sub, sf.name)!r}")
+            lines.append(f"{sf.name} = {_toml_value(getattr(sub, sf.name))}")
         lines.append("")
     return "\n".join(lines)
 
