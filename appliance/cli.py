@@ -15,17 +15,19 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from appliance import __version__
 from appliance.audio.filesource import FileSource, PartyBlock
 from appliance.config import Config, defaults_toml, load_config
 from appliance.engine import CallEngine
-from appliance.errors import CONFIG_INVALID, ApplianceError
-from appliance.events import Cue, Summary
+from appliance.errors import CONFIG_INVALID, MODEL_MISSING, ApplianceError
 from appliance.marks import Mark, load_marks
 from appliance.output import JsonlWriter, TextWriter
-from appliance.pipeline import analyse_blocks
+from appliance.pipeline import Event, analyse_blocks
+
+if TYPE_CHECKING:
+    from appliance.asr.session import AsrSession
 from appliance.vad import SileroModel
 
 log = logging.getLogger("appliance")
@@ -54,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--lang", help="call language (en, de, fr, ...); default from the config")
     a.add_argument("--config", type=Path, help="TOML configuration file")
     a.add_argument("--format", choices=["text", "jsonl"], default="text", help="output format")
+    a.add_argument("--models-dir", type=Path,
+                   help="speech models folder (default: config, $APPLIANCE_MODELS_DIR, models/)")
+    a.add_argument("--no-asr", action="store_true",
+                   help="acoustic cues only, even if a speech model is installed")
+    a.add_argument("--transcript", action="store_true",
+                   help="add a transcript event per recognised utterance (digit runs masked)")
 
     c = sub.add_parser("config", help="check a configuration file or print the defaults")
     csub = c.add_subparsers(dest="config_command", required=True)
@@ -120,20 +128,42 @@ def _analyze(args: argparse.Namespace) -> int:
         raise ApplianceError("usage", "give a call recording (CALL.wav), --agent/--customer, "
                              "or --demo")
     marks: list[Mark] = load_marks(marks_path) if marks_path else []
-    engine = CallEngine(cfg, SileroModel(), marks)
+    engine = CallEngine(cfg, SileroModel(), marks, lang=lang)
+    asr = None if args.no_asr or not cfg.asr.enabled else _asr_session(args, cfg, lang)
+    if asr is not None:
+        engine.taps.append(asr.tap)
     writer = JsonlWriter(sys.stdout) if args.format == "jsonl" else TextWriter(sys.stdout)
 
-    def emit(ev: Cue | Summary) -> None:
+    def emit(ev: Event) -> None:
         writer.event(ev)
 
     progress = _Progress(source.duration_s, sys.stderr)
-    summary, error = asyncio.run(analyse_blocks(progress.wrap(source.blocks()), engine, emit))
+    transcripts = args.transcript or cfg.words.transcript
+    summary, error = asyncio.run(analyse_blocks(progress.wrap(source.blocks()), engine, emit,
+                                                asr=asr, transcripts=transcripts))
     progress.done()
     summary.data["language"] = lang
     emit(summary)
     if error is not None:
         raise error
     return 0
+
+
+def _asr_session(args: argparse.Namespace, cfg: Config, lang: str) -> AsrSession | None:
+    """The call's recognizer, or None (with one clear line) when no model is installed."""
+    from appliance.asr.models import load_model, resolve_models_dir
+    from appliance.asr.session import AsrSession
+    from appliance.asr.worker import vosk_recognizer_factory
+
+    models_dir = resolve_models_dir(args.models_dir, cfg.asr.models_dir)
+    try:
+        model = load_model(lang, models_dir)
+    except ApplianceError as exc:
+        if exc.code != MODEL_MISSING:
+            raise
+        log.warning("%s; word cues are off, acoustic cues run", exc.message)
+        return None
+    return AsrSession(vosk_recognizer_factory(model), cfg.asr, block_when_full=True)
 
 
 def _config(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -90,10 +90,12 @@ class CallEngine:
         marks: Iterable[Mark] = (),
         *,
         call_id: str = "call",
+        lang: str | None = None,
         rules: Sequence[CueRule] | None = None,
     ) -> None:
         self.cfg = cfg
         self.call_id = call_id
+        self.lang = lang or cfg.language
         self._vad = vad
         self._p: dict[Party, _Party] = {p: _Party(cfg) for p in PARTIES}
         self._music = MusicDetector(tonal_threshold=MUSIC_TONAL_THRESHOLD,
@@ -112,6 +114,11 @@ class CallEngine:
         ]
         self.frames = 0
         self.cue_counts: Counter[str] = Counter()
+        #: Per-frame observers (the speech-recognition gate): called with the frame's
+        #: context and its (2, 512) window, after the rules.
+        self.taps: list[Callable[[FrameContext, np.ndarray], None]] = []
+        #: Extra summary sections from outside the engine (recognizer statistics).
+        self.summary_extra: dict[str, Any] = {}
         self._finished = False
 
     # -- input -------------------------------------------------------------------------
@@ -222,6 +229,8 @@ class CallEngine:
         ctx = FrameContext(t0, t1, frames["agent"], frames["customer"], self.hold.view)
         for rule in self.rules:
             cues += rule.on_frame(ctx)
+        for tap in self.taps:
+            tap(ctx, window)
         return self._count(cues)
 
     def _count(self, cues: list[Cue]) -> list[Cue]:
@@ -254,7 +263,8 @@ class CallEngine:
             data.update(rule.summary())
         data["holds"] = self.hold.holds
         data["spurts"] = {p: len(self._p[p].spurts) for p in PARTIES}
-        data["fillers"] = {"agent": 0, "customer": 0, "sources": [],
-                           "available": False}
+        data.setdefault("fillers", {"agent": 0, "customer": 0, "by_source": {},
+                                    "available": False})
+        data.update(self.summary_extra)
         data["cues"] = dict(sorted(self.cue_counts.items()))
         return data

@@ -94,3 +94,31 @@ class WordEvent:
     end_s: float
     conf: float = 1.0
     kind: str = "word"
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptEvent:
+    """A final recognition result, emitted only when the site asked for transcripts.
+
+    Digit runs (card, account, phone numbers) are masked in :meth:`to_json`.
+    """
+
+    t_s: float
+    party: Party
+    text: str
+    start_s: float
+    end_s: float
+    kind: str = "transcript"
+
+    def to_json(self) -> dict[str, Any]:
+        from appliance.asr.privacy import mask_digit_runs
+
+        return {
+            "t": round(self.t_s, 3),
+            "kind": self.kind,
+            "party": self.party,
+            "severity": "info",
+            "message": "transcript",
+            "data": {"text": mask_digit_runs(self.text), "start": round(self.start_s, 3),
+                     "end": round(self.end_s, 3)},
+        }

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any, TextIO
 
-from appliance.events import Cue, ErrorEvent, Summary
+from appliance.events import Cue, ErrorEvent, Summary, TranscriptEvent
+
+AnyEvent = Cue | ErrorEvent | Summary | TranscriptEvent
 
 _MARK = {"info": "·", "warn": "!", "alert": "!!"}
 
@@ -21,7 +23,7 @@ class JsonlWriter:
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
-    def event(self, ev: Cue | ErrorEvent | Summary) -> None:
+    def event(self, ev: AnyEvent) -> None:
         self.out.write(json.dumps(ev.to_json(), ensure_ascii=False) + "\n")
         self.out.flush()
 
@@ -32,11 +34,15 @@ class TextWriter:
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
-    def event(self, ev: Cue | ErrorEvent | Summary) -> None:
+    def event(self, ev: AnyEvent) -> None:
         if isinstance(ev, Summary):
             self.out.write(format_summary(ev.data))
         elif isinstance(ev, ErrorEvent):
             self.out.write(f"error: {ev.message} [{ev.code}]\n")
+        elif isinstance(ev, TranscriptEvent):
+            text = ev.to_json()["data"]["text"]
+            self.out.write(f"{_clock(ev.start_s)}  {'':<8} {'transcript':<16} {ev.party:<9} "
+                           f"« {text} »\n")
         else:
             who = ev.party or ""
             sev = f"{_MARK[ev.severity]} {ev.severity}"
@@ -77,6 +83,14 @@ def format_summary(d: dict[str, Any]) -> str:
     lines.append(f"  agent share of talk  {'-' if share is None else f'{share:.0%}':>9}")
     lines.append(f"  overlap (s)          {_fmt(d.get('overlap_s')):>9}")
     lines.append(f"  dead air             {d.get('dead_air', {}).get('count', 0):>9}")
+    asr = d.get("asr")
+    if asr and "words" in asr:
+        words = asr["words"]
+        lines.append(f"  words recognised     {words.get('agent', 0):>9} "
+                     f"{words.get('customer', '-'):>9}")
+        wpm_a = rate.get("agent", {}).get("wpm")
+        wpm_c = rate.get("customer", {}).get("wpm")
+        lines.append(f"  words / min          {_fmt(wpm_a):>9} {_fmt(wpm_c):>9}")
     holds = d.get("holds", [])
     lines.append(f"  holds                {len(holds):>9}")
     for h in holds:

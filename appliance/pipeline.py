@@ -12,11 +12,18 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from appliance.audio.filesource import PartyBlock as Block
 from appliance.engine import CallEngine
 from appliance.errors import ApplianceError
-from appliance.events import Cue, Summary
+from appliance.events import Cue, Summary, TranscriptEvent
+
+if TYPE_CHECKING:
+    from appliance.asr.session import AsrSession
+    from appliance.asr.worker import Result
+
+Event = Cue | Summary | TranscriptEvent
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +66,43 @@ async def feed_blocks(blocks: Iterable[Block], queue: BlockQueue) -> None:
         await queue.put(None)
 
 
+def _apply_words(
+    results: list[Result], engine: CallEngine, emit: Callable[[Event], None], transcripts: bool
+) -> None:
+    for words, transcript in results:
+        for cue in engine.add_words(words):
+            emit(cue)
+        if transcripts and transcript is not None:
+            emit(TranscriptEvent(engine.t_s, transcript.party, transcript.text,
+                                 transcript.start_s, transcript.end_s))
+
+
 async def analyse_queue(
     queue: BlockQueue,
     engine: CallEngine,
-    emit: Callable[[Cue | Summary], None],
+    emit: Callable[[Event], None],
+    *,
+    asr: AsrSession | None = None,
+    transcripts: bool = False,
 ) -> Summary:
-    """Drive the engine from the queue until the end marker; emits cues, returns summary."""
+    """Drive the engine from the queue until the end marker; emits cues, returns summary.
+
+    With ``asr``, the recognizer's words are applied to the engine as they come back (the
+    acoustic path never waits for them); at the end the recognizer is drained first.
+    """
     while True:
         block = await queue.get()
         if block is None:
             break
         for cue in engine.push(block.agent, block.customer):
             emit(cue)
+        if asr is not None:
+            _apply_words(asr.poll(), engine, emit, transcripts)
         await asyncio.sleep(0)  # let the producer (and a dashboard) run between blocks
+    if asr is not None:
+        rest = await asyncio.to_thread(asr.finish)
+        _apply_words(rest, engine, emit, transcripts)
+        engine.summary_extra["asr"] = asr.stats()
     cues, summary = engine.finish()
     for cue in cues:
         emit(cue)
@@ -81,9 +112,11 @@ async def analyse_queue(
 async def analyse_blocks(
     blocks: Iterable[Block],
     engine: CallEngine,
-    emit: Callable[[Cue | Summary], None],
+    emit: Callable[[Event], None],
     *,
     queue_blocks: int = 64,
+    asr: AsrSession | None = None,
+    transcripts: bool = False,
 ) -> tuple[Summary, ApplianceError | None]:
     """A finite source (a file) through the streaming path.
 
@@ -94,7 +127,7 @@ async def analyse_blocks(
     queue = BlockQueue(queue_blocks)
     producer = asyncio.create_task(feed_blocks(blocks, queue))
     try:
-        summary = await analyse_queue(queue, engine, emit)
+        summary = await analyse_queue(queue, engine, emit, asr=asr, transcripts=transcripts)
     finally:
         if not producer.done():
             producer.cancel()

@@ -124,6 +124,8 @@ class RateRule:
                 "speech_s": round(sp, 1),
                 "syllables": self._syll[p],
                 "syllables_per_s": round(self._syll[p] / sp, 2) if sp >= 1.0 else None,
+                "words": self._words[p],
+                "wpm": round(60.0 * self._words[p] / sp) if sp >= 5.0 and self._words[p] else None,
             }
         if self._samples:
             out["agent"]["window_min"] = round(min(self._samples), 2)

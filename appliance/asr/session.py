@@ -1,0 +1,71 @@
+"""One call's speech recognition: a speech gate per party feeding the recognizer worker.
+
+The engine calls :meth:`AsrSession.tap` once per 32 ms frame (after its own analysis, so the
+gate sees the party's speech state); the analysis loop drains words with :meth:`poll` and
+hands them to ``CallEngine.add_words``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from appliance.asr.gate import SpeechGate
+from appliance.asr.worker import Recognizer, RecognizerWorker, Result
+from appliance.config import AsrConfig
+from appliance.conversation import FrameContext
+from appliance.events import PARTIES, Party
+
+FRAME_S = 0.032
+
+
+class AsrSession:
+    def __init__(
+        self,
+        make_recognizer: Callable[[], Recognizer],
+        cfg: AsrConfig,
+        *,
+        block_when_full: bool,
+        parties: Sequence[Party] | None = None,
+    ) -> None:
+        self.parties: tuple[Party, ...] = tuple(parties) if parties is not None else (
+            PARTIES if cfg.customer else ("agent",)
+        )
+        self._gates = {p: SpeechGate(FRAME_S, cfg.preroll_s, cfg.postroll_s)
+                       for p in self.parties}
+        queue_items = max(4, round(cfg.queue_s / FRAME_S))
+        self.worker = RecognizerWorker(make_recognizer, self.parties, queue_items=queue_items,
+                                       block_when_full=block_when_full)
+
+    def tap(self, ctx: FrameContext, window: np.ndarray) -> None:
+        """The engine's per-frame tap: gate each party's frame into the worker."""
+        for i, p in enumerate(PARTIES):
+            gate = self._gates.get(p)
+            if gate is None:
+                continue
+            out = gate.push(ctx.t0_s, window[i], ctx.party(p).speaking)
+            if len(out.pcm) or out.end_of_segment:
+                self.worker.submit(p, out.t_s, out.pcm, out.end_of_segment)
+
+    def poll(self) -> list[Result]:
+        return self.worker.poll()
+
+    def finish(self, timeout_s: float | None = None) -> list[Result]:
+        return self.worker.close(timeout_s)
+
+    def stats(self) -> dict[str, Any]:
+        w = self.worker
+        return {
+            "parties": list(self.parties),
+            "words": dict(w.words),
+            "fed_s": {p: round(w.fed_s[p], 1) for p in self.parties},
+            "gated_share": {
+                p: round(self._gates[p].fed_s / self._gates[p].total_s, 3)
+                if self._gates[p].total_s else None for p in self.parties
+            },
+            "decode_cpu_s": round(w.decode_cpu_s, 2),
+            "dropped_blocks": w.dropped_items,
+            "error": None if w.error is None else type(w.error).__name__,
+        }
