@@ -101,6 +101,14 @@ class HoldConfig:
     keep it above the music detector's latency (~2.5 s) so hold music is not taken for it."""
     unmuted_floor_dbfs: float = _f(-85.0, -120.0, -30.0, "dBFS")
     """Agent-channel level above which a silent hold counts as an open microphone."""
+    phrase_silence_s: float = _f(5.0, 1.0, 60.0, "s")
+    """After a hold-request phrase (« one moment please »), this much silence on both sides
+    starts a hold (when no music or mark says so first)."""
+    phrase_max_talk_s: float = _f(4.0, 0.5, 60.0, "s")
+    """Agent speech after the hold-request phrase beyond which it no longer announces a hold
+    (« one moment please, let me explain… »)."""
+    phrase_window_s: float = _f(30.0, 5.0, 300.0, "s")
+    """A hold-request phrase only counts for a hold that begins within this many seconds."""
     music_min_s: float = _f(1.0, 0.0, 30.0, "s")
     """Seconds of continuous music (after the detector's own latency) that start a hold."""
     music_end_s: float = _f(1.5, 0.2, 30.0, "s")

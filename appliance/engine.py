@@ -224,7 +224,7 @@ class CallEngine:
         cues = self.hold.update(
             t0, t1, due, music=ag.music, speaking=ag.speaking, active=ag.active,
             spurt_start_s=ag.spurt_start_s, digital_silence=ag.digital_silence,
-            level_dbfs=ag.level_dbfs,
+            level_dbfs=ag.level_dbfs, other_speaking=frames["customer"].speaking,
         )
         ctx = FrameContext(t0, t1, frames["agent"], frames["customer"], self.hold.view)
         for rule in self.rules:

@@ -54,6 +54,10 @@ class HoldTracker:
         self._last_music_s: float | None = None
         # after a hold ends, music still heard is its tail: a new music hold needs a gap
         self._music_gap_needed = False
+        # hold inferred from a hold-request phrase followed by silence on both sides
+        self._requested_s: float | None = None
+        self._quiet_since_s: float | None = None
+        self._talk_after_request_s = 0.0
         self.holds: list[dict[str, Any]] = []
 
     @property
@@ -75,6 +79,7 @@ class HoldTracker:
         spurt_start_s: float | None,
         digital_silence: bool,
         level_dbfs: float,
+        other_speaking: bool = False,
     ) -> list[Cue]:
         """Advance by one frame of the agent channel.
 
@@ -100,6 +105,7 @@ class HoldTracker:
             and t_s - self._music_run_start_s >= self.cfg.music_min_s
         ):
             cues += self._start(self._music_run_start_s, t_s, "music")
+        cues += self._phrase_hold(t0_s, t_s, not (speaking or other_speaking or music), active)
         h = self._hold
         if h is None:
             return cues
@@ -108,9 +114,37 @@ class HoldTracker:
         ):
             # the music stopped (or the agent speaks where the music was): back from hold
             return cues + self._end(self._last_music_s, t_s)
+        if h.via == "phrase" and active and spurt_start_s is not None:
+            # a hold the agent only announced ends when the agent speaks again
+            return cues + self._end(max(h.start_s, spurt_start_s), t_s)
         cues += self._observe(h, t0_s, t_s, dt, music, speaking, active, spurt_start_s,
                               digital_silence, level_dbfs)
         return cues + self._timers(h, t_s)
+
+    def request_hold(self, t_s: float) -> None:
+        """The agent asked the caller to hold (a hold-request phrase ended at ``t_s``)."""
+        self._requested_s = t_s
+        self._talk_after_request_s = 0.0
+
+    def _phrase_hold(self, t0_s: float, t_s: float, quiet: bool, active: bool) -> list[Cue]:
+        req = self._requested_s
+        if req is None or self._hold is not None:
+            return []
+        if active and t0_s >= req:
+            self._talk_after_request_s += t_s - t0_s
+        if (t_s - req > self.cfg.phrase_window_s + self.cfg.phrase_silence_s
+                or self._talk_after_request_s > self.cfg.phrase_max_talk_s):
+            self._requested_s = None
+            return []
+        if not quiet or t0_s < req:
+            self._quiet_since_s = None
+            return []
+        if self._quiet_since_s is None:
+            self._quiet_since_s = t0_s
+        if t_s - self._quiet_since_s >= self.cfg.phrase_silence_s:
+            self._requested_s = None
+            return self._start(self._quiet_since_s, t_s, "phrase")
+        return []
 
     def apply_marks(self, marks: list[tuple[float, str]], t0_s: float, t_s: float) -> list[Cue]:
         """Apply (time, event) marks at the frame [t0_s, t_s)."""

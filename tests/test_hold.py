@@ -10,7 +10,8 @@ from appliance.hold import HoldTracker
 F = 0.032
 
 
-def drive(duration_s, *, marks=(), music=(), speech=(), silent=True, level=-60.0, cfg=None):
+def drive(duration_s, *, marks=(), music=(), speech=(), silent=True, level=-60.0, cfg=None,
+          request_at=None, customer=()):
     """Run the tracker over a timeline; returns (cues, tracker).
 
     music/speech: intervals; silent: agent channel digital silence outside speech/music
@@ -26,6 +27,8 @@ def drive(duration_s, *, marks=(), music=(), speech=(), silent=True, level=-60.0
         due = []
         while pending and pending[0][0] < t1:
             due.append(pending.pop(0))
+        if request_at is not None and t0 <= request_at < t1:
+            h.request_hold(request_at)
         is_music = any(s <= mid < e for s, e in music)
         is_speech = any(s <= mid < e for s, e in speech)
         if is_speech and spurt_start is None:
@@ -36,6 +39,7 @@ def drive(duration_s, *, marks=(), music=(), speech=(), silent=True, level=-60.0
             t0, t1, due, music=is_music, speaking=is_speech, active=is_speech,
             spurt_start_s=spurt_start, digital_silence=silent and not (is_music or is_speech),
             level_dbfs=-25.0 if (is_music or is_speech) else (-120.0 if silent else level),
+            other_speaking=any(s <= mid < e for s, e in customer),
         )
     cues += h.close(duration_s)
     return cues, h
@@ -120,3 +124,24 @@ def test_agent_speaking_after_the_music_ends_a_music_hold_at_once_and_is_no_leak
 def test_a_short_burst_of_music_is_not_a_hold():
     cues, _ = drive(30, music=[(10.0, 10.5), (12.0, 12.9)])
     assert cues == []
+
+
+def test_hold_request_phrase_then_silence_is_a_hold_until_the_agent_speaks():
+    cues, h = drive(60, speech=[(2.0, 10.0), (40.0, 45.0)], customer=[(10.5, 11.0)],
+                    request_at=10.0)
+    assert kinds(cues) == ["hold_started", "hold_ended"]
+    assert cues[0].data["via"] == "phrase"
+    assert cues[0].data["start"] == pytest.approx(11.0, abs=0.05)  # after the « okay »
+    assert cues[0].t_s == pytest.approx(16.0, abs=0.05)  # 5 s of silence later
+    assert h.holds[0]["end"] == pytest.approx(40.0, abs=0.05)
+
+
+def test_hold_request_followed_by_talk_is_no_hold():
+    cues, _ = drive(60, speech=[(2.0, 10.0), (12.0, 30.0)], request_at=10.0)
+    assert cues == []
+    late, _ = drive(90, speech=[(2.0, 10.0), (12.0, 14.0)], request_at=10.0,
+                    customer=[(14.5, 50.0)])
+    assert late == []  # silence only long after the request: not this hold
+    short, _ = drive(60, speech=[(2.0, 10.0), (10.5, 12.0)], request_at=10.0)
+    # « one moment please, I'll check » — a little talk after the request is fine
+    assert kinds(short) == ["hold_started", "hold_ended"]
