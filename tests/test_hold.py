@@ -142,6 +142,6 @@ def test_hold_request_followed_by_talk_is_no_hold():
     late, _ = drive(90, speech=[(2.0, 10.0), (12.0, 14.0)], request_at=10.0,
                     customer=[(14.5, 50.0)])
     assert late == []  # silence only long after the request: not this hold
-    short, _ = drive(60, speech=[(2.0, 10.0), (10.5, 12.0)], request_at=10.0)
+    short, _ = drive(40, speech=[(2.0, 10.0), (10.5, 12.0)], request_at=10.0)
     # « one moment please, I'll check » — a little talk after the request is fine
     assert kinds(short) == ["hold_started", "hold_ended"]
