@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from appliance import __version__
 from appliance.audio.filesource import FileSource, PartyBlock
+from appliance.cli_models import add_models_parser, run_models
 from appliance.config import Config, defaults_toml, load_config
 from appliance.engine import CallEngine
 from appliance.errors import CONFIG_INVALID, MODEL_MISSING, ApplianceError
@@ -68,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     chk = csub.add_parser("check", help="validate a TOML configuration file")
     chk.add_argument("file", type=Path)
     csub.add_parser("defaults", help="print the full default configuration")
+    add_models_parser(sub)
     return p
 
 
@@ -184,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
             return _analyze(args)
         if args.command == "config":
             return _config(args)
+        if args.command == "models":
+            return run_models(args)
     except ApplianceError as exc:
         sys.stderr.write(f"appliance: error: {exc.message} [{exc.code}]\n")
         return EXIT_USAGE

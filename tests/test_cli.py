@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -32,17 +33,26 @@ def run(capsys, *args):
     return code, out, err
 
 
+@pytest.fixture(autouse=True)
+def no_models(tmp_path, monkeypatch):
+    """No speech model installed unless a test installs one."""
+    empty = tmp_path / "models-empty"
+    empty.mkdir()
+    monkeypatch.setenv("APPLIANCE_MODELS_DIR", str(empty))
+
+
 @pytest.fixture(scope="module")
-def demo_jsonl():
+def demo_jsonl(tmp_path_factory):
+    env = dict(os.environ, APPLIANCE_MODELS_DIR=str(tmp_path_factory.mktemp("nomodels")))
     proc = subprocess.run(
         [sys.executable, "-m", "appliance", "analyze", "--demo", "--format", "jsonl"],
-        capture_output=True, text=True, check=True,
+        capture_output=True, text=True, check=True, env=env,
     )
-    return [json.loads(line) for line in proc.stdout.splitlines()]
+    return [json.loads(line) for line in proc.stdout.splitlines()], proc.stderr
 
 
 def test_jsonl_contract_on_the_demo(demo_jsonl):
-    events = demo_jsonl
+    events, _ = demo_jsonl
     assert events[-1]["kind"] == "summary"
     for ev in events:
         assert set(ev) == {"t", "kind", "party", "severity", "message", "data"}
@@ -69,8 +79,16 @@ def test_jsonl_contract_on_the_demo(demo_jsonl):
     assert summary["interruptions"] == {"agent": 1, "customer": 0}
 
 
+def test_without_a_model_one_line_says_how_to_install_one(demo_jsonl):
+    events, err = demo_jsonl
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "appliance models install" in lines[0]
+    assert "word cues are off" in lines[0]
+    assert events[-1]["data"]["fillers"]["available"] is False
+
+
 def test_text_output_has_timeline_and_summary_table(capsys):
-    code, out, err = run(capsys, "analyze", "--demo")
+    code, out, err = run(capsys, "analyze", "--demo", "--no-asr")
     assert code == 0
     assert "interruption" in out and "Call summary" in out and "talk time (s)" in out
     assert err == ""  # no progress bar when stderr is not a terminal
