@@ -34,17 +34,21 @@ from appliance.conversation import (
 )
 from appliance.cues import CueRule
 from appliance.cues.dead_air import DeadAirRule
+from appliance.cues.filler import FillerRule
 from appliance.cues.interruption import InterruptionRule
+from appliance.cues.phrases import PhraseRule
 from appliance.cues.rate import RateRule
 from appliance.cues.talk_ratio import TalkRatioRule
 from appliance.cues.tone import ToneRule
 from appliance.events import PARTIES, Cue, Party, Summary, WordEvent
 from appliance.features.extractor import FeatureExtractor
+from appliance.features.filled_pause import FilledPauseDetector
 from appliance.features.music import MusicDetector
 from appliance.features.nuclei import NucleiDetector
 from appliance.hold import HoldTracker
 from appliance.marks import Mark
 from appliance.vad import SAMPLE_RATE_HZ, WINDOW_SAMPLES, SileroModel, VadStream
+from appliance.words.locale import load_locale
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +77,7 @@ class _Party:
         self.vad = VadStream()
         self.features = FeatureExtractor(SAMPLE_RATE_HZ)
         self.nuclei = NucleiDetector()
+        self.filled = FilledPauseDetector()
         self.tracker = SpeechTracker(cfg.vad.on_threshold, cfg.vad.off_threshold,
                                      cfg.vad.hangover_s)
         self.echo = EchoGate(cfg.vad.echo_margin_db, round(cfg.vad.echo_window_s / FRAME_S))
@@ -105,12 +110,18 @@ class CallEngine:
         self._marks: deque[Mark] = deque(sorted(marks, key=lambda m: m.t_s))
         self.hold = HoldTracker(cfg.hold)
         self.rate = RateRule(cfg.rate)
+        locale = load_locale(self.lang, cfg.words.extra_fillers)
+        self.fillers = FillerRule(cfg.words, locale, lang=self.lang)
+        self.phrases = PhraseRule(cfg.words, locale, lang=self.lang)
+        self._hold_request_s: float | None = None
         self.rules: list[CueRule] = list(rules) if rules is not None else [
             InterruptionRule(cfg.interruption),
             self.rate,
             ToneRule(cfg.tone),
             DeadAirRule(cfg.dead_air),
             TalkRatioRule(cfg.talk_ratio),
+            self.fillers,
+            self.phrases,
         ]
         self.frames = 0
         self.cue_counts: Counter[str] = Counter()
@@ -173,6 +184,10 @@ class CallEngine:
             on_words = getattr(rule, "on_words", None)
             if on_words is not None:
                 cues += on_words(self.t_s, words)
+        req = self.phrases.hold_requested_s
+        if req is not None and req != self._hold_request_s:
+            self._hold_request_s = req
+            self.hold.request_hold(req)
         return self._count(cues)
 
     # -- one frame ------------------------------------------------------------------------
@@ -195,6 +210,7 @@ class CallEngine:
             if len(feats):
                 st.floor_dbfs = float(feats.noise_floor_dbfs[-1])
             raw[p] = {
+                "filled": st.filled.process(feats),
                 "f0": float(np.median(voiced)) if len(voiced) else math.nan,
                 "dsil": bool(np.all(feats.digital_silence)) if len(feats) else False,
                 "nuclei": tuple(float(t) for t in nuclei),
@@ -229,9 +245,24 @@ class CallEngine:
         ctx = FrameContext(t0, t1, frames["agent"], frames["customer"], self.hold.view)
         for rule in self.rules:
             cues += rule.on_frame(ctx)
+        cues += self._filled_pauses(ctx, raw)
         for tap in self.taps:
             tap(ctx, window)
         return self._count(cues)
+
+    def _filled_pauses(self, ctx: FrameContext, raw: dict[Party, dict[str, Any]]) -> list[Cue]:
+        """Acoustic filled pauses (« um », « äh », « euh » that small recognizers drop):
+        counted only inside the party's speech and never on hold or over music."""
+        cues: list[Cue] = []
+        for p in PARTIES:
+            pf = ctx.party(p)
+            if not raw[p]["filled"] or pf.music or (p == "agent" and ctx.hold.on_hold):
+                continue
+            if not (pf.speaking or pf.active):
+                continue
+            for start, end in raw[p]["filled"]:
+                cues += self.fillers.add_acoustic(ctx.t_s, p, start, end)
+        return cues
 
     def _count(self, cues: list[Cue]) -> list[Cue]:
         for c in cues:

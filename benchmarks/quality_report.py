@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.quality import analyse_corpus, report, score
+from tests.quality import acoustic_fillers_per_min, analyse_corpus, report, score
 
 
 def load(corpus_dir: Path) -> list[dict]:
@@ -37,6 +37,8 @@ def main() -> None:
     audio_min = sum(t["duration_s"] for t in truths) / 60
     print(f"corpus: {len(truths)} calls, {audio_min:.1f} min of audio, analysed in {took:.1f} s")
     print(report(sc))
+    print(f"acoustic filled pauses on filler-free speech: "
+          f"{acoustic_fillers_per_min(results):.2f} per minute of speech")
     if "-v" in sys.argv:
         print("\n".join(sc.misses + sc.false_leak_alarms + sc.false_unmuted + sc.false_holds))
 

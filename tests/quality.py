@@ -229,3 +229,12 @@ def report(sc: Scores) -> str:
         f"speaking rate: Spearman {sc.rate_spearman:.3f} over {len(sc.rate_pairs)} calls",
         f"dead air: found {sc.dead_air_found}/{sc.dead_air_total}, false {sc.dead_air_false}",
     ])
+
+
+def acoustic_fillers_per_min(results: list[dict[str, Any]]) -> float:
+    """Acoustic filled pauses per minute of speech over the corpus, which has none: the
+    detector's false-alarm rate on real-ish speech."""
+    n = sum(r["summary"]["fillers"]["by_source"].get("acoustic", 0) for r in results)
+    speech_s = sum(r["summary"]["rate"][p]["speech_s"] for r in results
+                   for p in ("agent", "customer"))
+    return 60.0 * n / speech_s if speech_s else 0.0
