@@ -134,6 +134,7 @@ def _analyze(args: argparse.Namespace) -> int:
     asr = None if args.no_asr or not cfg.asr.enabled else _asr_session(args, cfg, lang)
     if asr is not None:
         engine.taps.append(asr.tap)
+        engine.fillers.asr_running = True
     writer = JsonlWriter(sys.stdout) if args.format == "jsonl" else TextWriter(sys.stdout)
 
     def emit(ev: Event) -> None:

@@ -73,7 +73,8 @@ def format_summary(d: dict[str, Any]) -> str:
          rate.get("customer", {}).get("syllables_per_s")),
         ("raised / agitated", tone.get("agent", {}).get("raised"),
          tone.get("customer", {}).get("agitated")),
-        ("fillers", fill.get("agent") if fill.get("available") else "n/a",
+        ("fillers" + ("" if "asr" in fill.get("sources", []) else " (acoustic)"),
+         fill.get("agent") if fill.get("available") else "n/a",
          fill.get("customer") if fill.get("available") else "n/a"),
     ]
     lines = ["", f"Call summary ({_fmt(d.get('duration_s'))} s)",

@@ -84,7 +84,8 @@ def test_without_a_model_one_line_says_how_to_install_one(demo_jsonl):
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "appliance models install" in lines[0]
     assert "word cues are off" in lines[0]
-    assert events[-1]["data"]["fillers"]["available"] is False
+    fillers = events[-1]["data"]["fillers"]
+    assert fillers["sources"] == ["acoustic"] and "acoustic" in fillers["note"]
 
 
 def test_text_output_has_timeline_and_summary_table(capsys):

@@ -361,7 +361,8 @@ def test_unknown_language_counts_only_site_fillers_and_says_so():
     bare = FillerRule(WordsConfig(), None, lang="xx")
     bare.on_words(5.0, say("agent", "um", 0.0))
     s = bare.summary()["fillers"]
-    assert s["agent"] == 0 and s["available"] is False and "xx" in s["note"]
+    # no word list: recognised words find no fillers, only the acoustic source is left
+    assert s["agent"] == 0 and s["sources"] == ["acoustic"] and "xx" in s["note"]
 
 
 def test_multi_word_site_fillers_and_the_agents_own_name():

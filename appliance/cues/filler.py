@@ -101,6 +101,9 @@ class FillerRule:
         self._word_end: dict[Party, float] = {"agent": -1e9, "customer": -1e9}
         self._frames_seen = False
         self._acoustic_seen = False
+        #: Set by whoever attaches a recognizer to the call; without one only the acoustic
+        #: source can find fillers.
+        self.asr_running = False
         self._high = False
         self._last_cue_s = -1e9
         self._next_eval_s = 0.0
@@ -239,8 +242,12 @@ class FillerRule:
             "by_source": by_source,
             "per_min": per_min,
             "words": words,
-            "available": self.asr_available or self._acoustic_seen,
+            "sources": (["asr"] if self.asr_running and self.asr_available else [])
+            + ["acoustic"],
+            "available": True,
         }
         if not self.asr_available:
             out["note"] = f"no filler list for language {self.lang or '?'}"
+        elif not self.asr_running:
+            out["note"] = "no speech model: acoustic filled pauses only"
         return {"fillers": out}
