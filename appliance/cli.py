@@ -160,7 +160,7 @@ def _asr_session(args: argparse.Namespace, cfg: Config, lang: str) -> AsrSession
 
     models_dir = resolve_models_dir(args.models_dir, cfg.asr.models_dir)
     try:
-        model = load_model(lang, models_dir)
+        model = load_model(lang, models_dir, verify="full")  # SHA-256 of every file
     except ApplianceError as exc:
         if exc.code != MODEL_MISSING:
             raise
