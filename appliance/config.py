@@ -143,6 +143,9 @@ class AsrConfig:
     """Audio kept before a speech onset and fed to the recognizer, so onsets are not cut."""
     postroll_s: float = _f(0.3, 0.0, 2.0, "s")
     """Audio still fed after speech ends, so word endings are not cut."""
+    segment_gap_s: float = _f(1.0, 0.0, 10.0, "s")
+    """Quiet after which the recognizer finalises an utterance (shorter pauses are only
+    cut out of what it is fed; each finalisation costs a lattice pass)."""
     queue_s: float = _f(20.0, 1.0, 600.0, "s")
     """Seconds of audio the queue to the recognizer holds; beyond it audio is dropped and
     counted (recognition is behind), the acoustic cues are never delayed."""

@@ -45,6 +45,19 @@ def test_gate_feeds_speech_with_preroll_and_postroll():
     assert gate.fed_s == pytest.approx(15 * F) and gate.total_s == pytest.approx(50 * F)
 
 
+def test_gate_cuts_short_pauses_but_finalises_only_after_the_segment_gap():
+    gate = SpeechGate(F, preroll_s=0.064, postroll_s=0.064, segment_gap_s=0.32)
+    fed, ends = [], []
+    speech = set(range(10, 20)) | set(range(25, 30))  # a 5-frame pause inside
+    for i in range(60):
+        out = gate.push(i * F, np.full(512, i, dtype=np.int16), i in speech)
+        fed += sorted(set(out.pcm.tolist()))
+        if out.end_of_segment:
+            ends.append(i)
+    assert fed == [*range(8, 22), *range(23, 32)]  # frame 22 is cut out of the pause
+    assert ends == [40]  # one finalisation, 10 quiet frames after the last speech
+
+
 def test_time_map_undoes_the_gaps():
     tm = TimeMap()
     tm.add(10.0, 16000)  # fed 0..1 s = call 10..11 s

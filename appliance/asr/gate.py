@@ -28,16 +28,22 @@ class GateOutput:
 
 class SpeechGate:
     """Opens on speech (flushing ``preroll_s`` of earlier audio) and closes ``postroll_s``
-    after the speech ends; each closing ends a segment (the recognizer finalises it)."""
+    after the speech ends.  The segment ends (the recognizer finalises it, which costs a
+    lattice pass) only after ``segment_gap_s`` of quiet, so the pauses inside a sentence do
+    not each pay for a finalisation: shorter gaps are simply cut out of what is fed."""
 
-    def __init__(self, frame_s: float, preroll_s: float, postroll_s: float) -> None:
+    def __init__(
+        self, frame_s: float, preroll_s: float, postroll_s: float, segment_gap_s: float = 0.0
+    ) -> None:
         self.frame_s = frame_s
         self._pre: deque[tuple[float, np.ndarray]] = deque(
             maxlen=max(0, round(preroll_s / frame_s)) or None
         )
         self._pre_n = round(preroll_s / frame_s)
         self._post_n = round(postroll_s / frame_s)
+        self._gap_n = max(self._post_n, round(segment_gap_s / frame_s))
         self._open = False
+        self._in_segment = False
         self._quiet_frames = 0
         self.fed_s = 0.0
         self.total_s = 0.0
@@ -50,6 +56,7 @@ class SpeechGate:
         self.total_s += self.frame_s
         if speaking:
             self._quiet_frames = 0
+            self._in_segment = True
             if not self._open:
                 self._open = True
                 parts = [*self._pre, (t0_s, frame)]
@@ -57,12 +64,16 @@ class SpeechGate:
                 pcm = np.concatenate([p for _, p in parts])
                 self.fed_s += len(parts) * self.frame_s
                 return GateOutput(parts[0][0], pcm, False)
-        elif self._open:
+        elif self._in_segment:
             self._quiet_frames += 1
-            if self._quiet_frames > self._post_n:
+            if self._open and self._quiet_frames > self._post_n:
                 self._open = False
+            if not self._open:
                 self._remember(t0_s, frame)
-                return GateOutput(t0_s, frame[:0], True)
+                if self._quiet_frames > self._gap_n:
+                    self._in_segment = False
+                    return GateOutput(t0_s, frame[:0], True)
+                return GateOutput(t0_s, frame[:0], False)
         if self._open:
             self.fed_s += self.frame_s
             return GateOutput(t0_s, frame, False)

@@ -33,8 +33,8 @@ class AsrSession:
         self.parties: tuple[Party, ...] = tuple(parties) if parties is not None else (
             PARTIES if cfg.customer else ("agent",)
         )
-        self._gates = {p: SpeechGate(FRAME_S, cfg.preroll_s, cfg.postroll_s)
-                       for p in self.parties}
+        self._gates = {p: SpeechGate(FRAME_S, cfg.preroll_s, cfg.postroll_s,
+                                     cfg.segment_gap_s) for p in self.parties}
         queue_items = max(4, round(cfg.queue_s / FRAME_S))
         self.worker = RecognizerWorker(make_recognizer, self.parties, queue_items=queue_items,
                                        block_when_full=block_when_full)
