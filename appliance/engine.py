@@ -292,6 +292,9 @@ class CallEngine:
         data: dict[str, Any] = {"duration_s": round(t, 2)}
         for rule in self.rules:
             data.update(rule.summary())
+        rate = data.get("rate", {})
+        data["words"] = {p: rate.get(p, {}).get("words", 0) for p in PARTIES}
+        data["wpm"] = {p: rate.get(p, {}).get("wpm") for p in PARTIES}
         data["holds"] = self.hold.holds
         data["spurts"] = {p: len(self._p[p].spurts) for p in PARTIES}
         data.setdefault("fillers", {"agent": 0, "customer": 0, "by_source": {},

@@ -73,6 +73,8 @@ def test_korean_call_gets_words_and_masked_transcripts(models_dir, ko_call, caps
     summary = events[-1]["data"]
     assert summary["asr"]["words"]["agent"] >= 6
     assert summary["rate"]["agent"]["wpm"] is not None
+    assert summary["words"]["agent"] == summary["asr"]["words"]["agent"]
+    assert summary["wpm"]["agent"] == summary["rate"]["agent"]["wpm"]
     # no locale file for Korean: phrase checks are off and say so; words and rate still work
     assert summary["phrases"] == "unavailable for language ko"
     # no transcript text in the logs, ever

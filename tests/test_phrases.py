@@ -9,18 +9,11 @@ import pytest
 from appliance.config import WordsConfig
 from appliance.conversation import FrameContext, HoldView, PartyFrame
 from appliance.cues.phrases import PhraseRule
-from appliance.events import Cue, WordEvent
+from appliance.events import Cue
 from appliance.words.locale import load_locale
+from tests.wordutil import say
 
 FRAME_S = 0.032
-
-
-def say(party, text, t0, dur=0.3, gap=0.08):
-    out, t = [], t0
-    for w in text.split():
-        out.append(WordEvent(party, w, t, t + dur))
-        t += dur + gap
-    return out
 
 
 def _pf(active):

@@ -17,15 +17,7 @@ from appliance.words.matching import (
     similar,
     tokens,
 )
-
-
-def say(party, text, t0, dur=0.3, gap=0.08):
-    """One WordEvent a whitespace-separated word, from ``t0`` on."""
-    out, t = [], t0
-    for w in text.split():
-        out.append(WordEvent(party, w, t, t + dur))
-        t += dur + gap
-    return out
+from tests.wordutil import say
 
 
 def buffer(text, party="agent", t0=0.0, **kw):
