@@ -112,6 +112,11 @@ class SpeechTracker:
         self.spurt_start_s: float | None = None
         self._last_active_end_s = 0.0
 
+    @property
+    def last_active_end_s(self) -> float:
+        """End of the party's latest active speech frame (s)."""
+        return self._last_active_end_s
+
     def update(self, t0_s: float, t1_s: float, prob: float, blocked: bool) -> Spurt | None:
         """Advance by the frame [t0_s, t1_s); returns the spurt that ended, if any."""
         ended: Spurt | None = None
