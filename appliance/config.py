@@ -176,6 +176,45 @@ class WordsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AudioConfig:
+    wiring: str = "stereo"
+    """"stereo": one input with a splitter (agent and customer on two channels);
+    "two_devices": an agent microphone device and a customer (earpiece / line) device."""
+    device: str = ""
+    """Stereo wiring: input device, by index or a substring of its name; empty = default."""
+    agent_channel: int = _f(0, 0, 63)
+    """Stereo wiring: channel of the agent's microphone (swap the two to fix a wiring)."""
+    customer_channel: int = _f(1, 0, 63)
+    """Stereo wiring: channel of the customer (earpiece / line)."""
+    agent_device: str = ""
+    """Two-device wiring: the agent's microphone device (index or name substring)."""
+    customer_device: str = ""
+    """Two-device wiring: the customer's device (index or name substring)."""
+    sample_rate_hz: int = _f(0, 0, 192000, "Hz")
+    """Capture rate; 0 = the device's default rate (resampled to 16 kHz)."""
+    block_s: float = _f(0.032, 0.005, 0.5, "s")
+    """Audio delivered per callback."""
+    queue_s: float = _f(2.0, 0.1, 60.0, "s")
+    """Audio the capture queue holds before it drops (and counts) blocks."""
+    reconnect_max_s: float = _f(10.0, 0.5, 300.0, "s")
+    """Longest wait between attempts to reopen a device that went away (backoff)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardConfig:
+    enabled: bool = True
+    """Serve the agent's dashboard."""
+    host: str = "127.0.0.1"
+    """Address to bind; anything but loopback needs a token."""
+    port: int = _f(8765, 1, 65535)
+    """TCP port of the dashboard."""
+    token: str = ""
+    """Access token required on every request when bound beyond loopback."""
+    snapshot_s: float = _f(0.25, 0.05, 5.0, "s")
+    """How often the gauges (rate, timers, counters) are pushed to the page."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; each section is a TOML table of the same name."""
 
@@ -190,6 +229,8 @@ class Config:
     talk_ratio: TalkRatioConfig = field(default_factory=TalkRatioConfig)
     asr: AsrConfig = field(default_factory=AsrConfig)
     words: WordsConfig = field(default_factory=WordsConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
 
 
 def _bad(src: str, where: str, msg: str) -> ApplianceError:
@@ -220,6 +261,13 @@ def _build(cls: type, raw: dict[str, Any], src: str, section: str) -> Any:
             if (lo is not None and value < lo) or (hi is not None and value > hi):
                 raise _bad(src, where, f"{value} is out of range {lo}..{hi} {unit}".rstrip())
             kwargs[name] = float(value)
+        elif hint is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise _bad(src, where, f"must be a whole number, not {value!r}")
+            lo, hi, unit = f.metadata["min"], f.metadata["max"], f.metadata["unit"]
+            if (lo is not None and value < lo) or (hi is not None and value > hi):
+                raise _bad(src, where, f"{value} is out of range {lo}..{hi} {unit}".rstrip())
+            kwargs[name] = value
         elif hint is str:
             if not isinstance(value, str):
                 raise _bad(src, where, f"must be a string, not {value!r}")
@@ -248,6 +296,14 @@ def _check_relations(cfg: Config, src: str) -> None:
         raise _bad(src, "[rate] min_wpm", "must be below max_wpm")
     if cfg.hold.check_back_s >= cfg.hold.too_long_s:
         raise _bad(src, "[hold] check_back_s", "must be below too_long_s")
+    if cfg.audio.wiring not in ("stereo", "two_devices"):
+        raise _bad(src, "[audio] wiring", f"{cfg.audio.wiring!r}: allowed stereo, two_devices")
+    if cfg.audio.wiring == "stereo" and cfg.audio.agent_channel == cfg.audio.customer_channel:
+        raise _bad(src, "[audio] agent_channel", "must differ from customer_channel")
+    if cfg.audio.wiring == "two_devices" and not (cfg.audio.agent_device
+                                                  and cfg.audio.customer_device):
+        raise _bad(src, "[audio] agent_device",
+                   "two_devices wiring needs agent_device and customer_device")
 
 
 def config_from_dict(raw: dict[str, Any], src: str = "<config>") -> Config:
