@@ -133,8 +133,7 @@ def _analyze(args: argparse.Namespace) -> int:
     engine = CallEngine(cfg, SileroModel(), marks, lang=lang)
     asr = None if args.no_asr or not cfg.asr.enabled else _asr_session(args, cfg, lang)
     if asr is not None:
-        engine.taps.append(asr.tap)
-        engine.fillers.asr_running = True
+        engine.attach_asr(asr.tap)
     writer = JsonlWriter(sys.stdout) if args.format == "jsonl" else TextWriter(sys.stdout)
 
     def emit(ev: Event) -> None:

@@ -118,12 +118,15 @@ class CallEngine:
         self.fillers = FillerRule(cfg.words, locale, lang=self.lang)
         self.phrases = PhraseRule(cfg.words, locale, lang=self.lang)
         self._hold_request_s: float | None = None
+        self.tone = ToneRule(cfg.tone)
+        self.dead_air = DeadAirRule(cfg.dead_air)
+        self.talk_ratio = TalkRatioRule(cfg.talk_ratio)
         self.rules: list[CueRule] = list(rules) if rules is not None else [
             InterruptionRule(cfg.interruption),
             self.rate,
-            ToneRule(cfg.tone),
-            DeadAirRule(cfg.dead_air),
-            TalkRatioRule(cfg.talk_ratio),
+            self.tone,
+            self.dead_air,
+            self.talk_ratio,
             self.fillers,
             self.phrases,
         ]
@@ -175,6 +178,15 @@ class CallEngine:
             probs = self._vad.run_batch(self.vad_streams, w)
             cues += self.step(w, probs)
         return cues
+
+    @property
+    def asr_attached(self) -> bool:
+        return self.fillers.asr_running
+
+    def attach_asr(self, tap: Callable[[FrameContext, np.ndarray], None]) -> None:
+        """Feed a recognizer from this call's frames (its gate is ``tap``)."""
+        self.taps.append(tap)
+        self.fillers.asr_running = True
 
     def add_mark(self, mark: Mark) -> None:
         """A live hold mark (dashboard key, API, PBX); applied at the frame containing it."""
@@ -277,6 +289,26 @@ class CallEngine:
         for c in cues:
             self.cue_counts[c.kind] += 1
         return cues
+
+    def snapshot(self, *, audio_flowing: bool = True) -> dict[str, Any]:
+        """The live state for the dashboard's gauges, timers and checklists."""
+        t = self.t_s
+        share = self.talk_ratio.share
+        return {
+            "kind": "state",
+            "t": round(t, 3),
+            "audio": {"flowing": audio_flowing},
+            "speaking": {p: self._p[p].tracker.speaking for p in PARTIES},
+            "rate": self.rate.live(t),
+            "fillers_last_min": self.fillers.recent(t),
+            "tone": {"agent": self.tone.state("agent", t),
+                     "customer": self.tone.state("customer", t)},
+            "hold": self.hold.status(t),
+            "dead_air_s": round(self.dead_air.silent_s(t), 1),
+            "talk_share": None if share is None else round(share, 3),
+            "greeting": self.phrases.live_greeting() if self.asr_attached else None,
+            "closing": self.phrases.live_closing() if self.asr_attached else None,
+        }
 
     # -- end of call ----------------------------------------------------------------------
     def finish(self) -> tuple[list[Cue], Summary]:

@@ -121,6 +121,17 @@ class HoldTracker:
                               digital_silence, level_dbfs)
         return cues + self._timers(h, t_s)
 
+    def status(self, t_s: float) -> dict[str, Any]:
+        """The hold panel of the dashboard."""
+        h = self._hold
+        if h is None:
+            return {"on": False, "type": None, "start": None, "elapsed_s": 0.0,
+                    "open_mic": False, "leak": False, "via": None}
+        return {"on": True, "type": h.hold_type(), "start": round(h.start_s, 3),
+                "elapsed_s": round(max(0.0, t_s - h.start_s), 1),
+                "open_mic": h.unmuted_cued and h.open_run_s > 0, "leak": h.leak_cued,
+                "via": h.via}
+
     def request_hold(self, t_s: float) -> None:
         """The agent asked the caller to hold (a hold-request phrase ended at ``t_s``)."""
         self._requested_s = t_s

@@ -56,6 +56,10 @@ class BlockQueue:
     def qsize(self) -> int:
         return self._q.qsize()
 
+    @property
+    def maxsize(self) -> int:
+        return self._q.maxsize
+
 
 async def feed_blocks(blocks: Iterable[Block], queue: BlockQueue) -> None:
     """Push a file's blocks into the queue, then the end marker."""

@@ -64,7 +64,7 @@ def rtf(model: object, agent: np.ndarray, customer: np.ndarray) -> tuple[float, 
     engine = CallEngine(Config(), SileroModel())
     asr = AsrSession(vosk_recognizer_factory(model), AsrConfig(customer=False),
                      block_when_full=True)
-    engine.taps.append(asr.tap)
+    engine.attach_asr(asr.tap)
     for i in range(0, len(agent), 1600):
         engine.push(agent[i:i + 1600], customer[i:i + 1600])
     asr.finish()

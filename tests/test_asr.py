@@ -169,7 +169,7 @@ def _run(ko_model, agent, customer, cfg=None):
     cfg = cfg or Config()
     engine = CallEngine(cfg, SileroModel())
     asr = AsrSession(vosk_recognizer_factory(ko_model), cfg.asr, block_when_full=True)
-    engine.taps.append(asr.tap)
+    engine.attach_asr(asr.tap)
     events = []
 
     class B:

@@ -31,6 +31,10 @@ class DeadAirRule:
                         {"start": round(self._silent_since_s, 3), "silent_s": round(silent, 1)})]
         return []
 
+    def silent_s(self, t_s: float) -> float:
+        """Seconds both parties have been silent (0 while anyone speaks or on hold)."""
+        return 0.0 if self._silent_since_s is None else max(0.0, t_s - self._silent_since_s)
+
     def _end(self, t_s: float) -> None:
         if self._cued and self._silent_since_s is not None:
             self.intervals.append([round(self._silent_since_s, 3), round(t_s, 3)])

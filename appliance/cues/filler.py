@@ -185,6 +185,10 @@ class FillerRule:
         return ev
 
     # -- the live cue ---------------------------------------------------------------------
+    def recent(self, t_s: float, window_s: float = 60.0) -> int:
+        """Agent fillers that started in the last ``window_s`` seconds (dashboard counter)."""
+        return sum(1 for e in self._events["agent"] if e.start_s >= t_s - window_s)
+
     def _window(self, t_s: float) -> tuple[list[_Filler], float]:
         t_from = t_s - self.cfg.filler_window_s
         evs = [e for e in self._events["agent"] if e.start_s >= t_from]

@@ -111,6 +111,21 @@ class PhraseRule:
         self.jargon: Counter[str] = Counter()
         self._jargon_cue_s: dict[str, float] = {}
 
+    def live_greeting(self) -> dict[str, bool | None] | None:
+        """Greeting checklist so far (None without a phrase list)."""
+        if self.locale is None:
+            return None
+        return {"name": self._greet["name"],
+                "company": self._greet["company"] if self._company is not None else None,
+                "offer": self._greet["offer"]}
+
+    def live_closing(self) -> dict[str, bool] | None:
+        """Whether the closing question has been heard yet (thanks is judged at the end)."""
+        if self.locale is None:
+            return None
+        return {"question": self._closing_question_s is not None,
+                "thanks": bool(self.closing and self.closing.get("thanks"))}
+
     @property
     def hold_requested_s(self) -> float | None:
         """End (s) of the agent's latest hold-request phrase not yet followed by a hold and

@@ -100,6 +100,16 @@ class RateRule:
         msg = "Speaking fast: slow down a little" if state == "fast" else "Speaking slowly"
         return [Cue(t_s, "speaking_rate", "agent", "warn", msg, data)]
 
+    def live(self, t_s: float) -> dict[str, Any] | None:
+        """The rate gauge: None until enough agent speech is in the window."""
+        if self._win.speech_s < self.cfg.min_speech_s:
+            return None
+        wpm = self._wpm(t_s)
+        return {"syllables_per_s": round(self._win.rate, 2),
+                "wpm": None if wpm is None else round(wpm),
+                "band": [self.cfg.min_syllables_per_s, self.cfg.max_syllables_per_s],
+                "state": self._state}
+
     def on_words(self, t_s: float, words: list[WordEvent]) -> list[Cue]:
         for w in words:
             self._words[w.party] += 1

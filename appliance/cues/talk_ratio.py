@@ -21,6 +21,8 @@ class TalkRatioRule:
         self._next_eval_s = 0.0
         self.talk_s = {"agent": 0.0, "customer": 0.0}
         self.peak_share: float | None = None
+        self.share: float | None = None
+        """The latest agent share over the window (None until enough speech)."""
 
     def on_frame(self, ctx: FrameContext) -> list[Cue]:
         dt = ctx.dt_s
@@ -46,6 +48,7 @@ class TalkRatioRule:
         if total < self.cfg.min_speech_s or self._span_s < 0.5 * self.cfg.window_s:
             return []
         share = self._agent_s / total
+        self.share = share
         self.peak_share = share if self.peak_share is None else max(self.peak_share, share)
         if self._armed and share > self.cfg.max_share:
             self._armed = False

@@ -42,6 +42,7 @@ class _Speaker:
         self.last_cue_s = -1e9
         self.raised_count = 0
         self.monotone_count = 0
+        self.last_state: tuple[str, float] | None = None
 
 
 class ToneRule:
@@ -101,6 +102,7 @@ class ToneRule:
         sp.raised_armed = False
         sp.last_cue_s = t
         sp.raised_count += 1
+        sp.last_state = ("raised" if p == "agent" else "agitated", t)
         data = {"state": "raised" if p == "agent" else "agitated",
                 "start": round(sp.recent[0][0] - _FRAME_GUESS_S, 3),
                 "level_db": round(d_level, 1), "pitch_st": round(d_pitch, 1)}
@@ -124,8 +126,16 @@ class ToneRule:
         sp.mono_armed = False
         sp.last_cue_s = t
         sp.monotone_count += 1
+        sp.last_state = ("monotone", t)
         return Cue(t, "tone", "agent", "info", "Sounding flat: vary your tone",
                    {"state": "monotone", "pitch_spread_st": round(spread, 2)})
+
+    def state(self, p: Party, t_s: float, hold_s: float = 10.0) -> str:
+        """"calm", or the latest tone cue's state while it is recent (dashboard)."""
+        last = self._sp[p].last_state
+        if last is None or t_s - last[1] > (3 * hold_s if last[0] == "monotone" else hold_s):
+            return "calm"
+        return last[0]
 
     def close(self, t_s: float) -> list[Cue]:
         return []

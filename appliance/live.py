@@ -1,0 +1,228 @@
+"""``appliance run``: live audio → engine → the agent's dashboard, call after call.
+
+The source (headset capture, or a recording replayed at real-time pace) puts
+:class:`~appliance.audio.filesource.PartyBlock` objects into the bounded
+:class:`~appliance.pipeline.BlockQueue` without ever blocking; the analysis task drives the
+call's :class:`~appliance.engine.CallEngine`; cues and a state snapshot every
+``[dashboard] snapshot_s`` go to the dashboard.  The hold key becomes a hold mark; the end
+key closes the call (its summary goes to the page) and starts the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from appliance.audio.filesource import FileSource, PartyBlock
+from appliance.config import Config
+from appliance.engine import CallEngine
+from appliance.events import Cue, Summary
+from appliance.marks import Mark
+from appliance.pipeline import BlockQueue
+from appliance.vad import SileroModel
+
+log = logging.getLogger(__name__)
+
+
+class LiveSource(Protocol):
+    """What the runner needs of a live source."""
+
+    @property
+    def flowing(self) -> bool: ...
+
+    async def run(self, queue: BlockQueue) -> None:
+        """Put blocks with ``queue.put_nowait`` until cancelled."""
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+class ReplaySource:
+    """A recording played at ``speed`` × real time, as if it were live (demo, tests,
+    latency benchmark).  After the end it keeps the clock running with silence."""
+
+    def __init__(self, path: Path, *, speed: float = 1.0, block_s: float = 0.032,
+                 loop_silence: bool = True) -> None:
+        self._source = FileSource(path, block_s=block_s)
+        self.speed = speed
+        self.block_s = block_s
+        self.loop_silence = loop_silence
+        self.blocks = 0
+        self.started_at: float | None = None
+        self._last = 0.0
+
+    @property
+    def flowing(self) -> bool:
+        return self.started_at is not None and time.monotonic() - self._last < 1.0
+
+    def stats(self) -> dict[str, Any]:
+        return {"blocks": self.blocks, "input_overflows": 0, "reconnects": 0}
+
+    async def run(self, queue: BlockQueue) -> None:
+        self.started_at = time.monotonic()
+        n = 0
+        t = 0.0
+        for block in self._source.blocks():
+            await self._pace(n)
+            queue.put_nowait(block)
+            n += 1
+            t = block.t_s + len(block.agent) / 16000
+        zeros = np.zeros(round(self.block_s * 16000), np.int16)
+        while self.loop_silence:
+            await self._pace(n)
+            queue.put_nowait(PartyBlock(t, zeros, zeros))
+            n += 1
+            t += self.block_s
+
+    async def _pace(self, n: int) -> None:
+        assert self.started_at is not None
+        due = self.started_at + n * self.block_s / self.speed
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        self.blocks += 1
+        self._last = time.monotonic()
+
+
+class LiveRunner:
+    def __init__(
+        self,
+        cfg: Config,
+        source: LiveSource,
+        vad: SileroModel,
+        *,
+        lang: str | None = None,
+        make_asr: Callable[[], Any] | None = None,
+        publish: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.source = source
+        self.vad = vad
+        self.lang = lang or cfg.language
+        self.make_asr = make_asr
+        self.publish = publish or (lambda ev: None)
+        self.queue = BlockQueue(max(4, round(cfg.audio.queue_s / cfg.audio.block_s)))
+        self.cue_counts: Counter[str] = Counter()
+        self.calls = 0
+        self._pending_end = False
+        self._new_call()
+
+    def _new_call(self) -> None:
+        self.calls += 1
+        self.engine = CallEngine(self.cfg, self.vad, call_id=f"call-{self.calls}",
+                                 lang=self.lang)
+        self.asr = self.make_asr() if self.make_asr else None
+        if self.asr is not None:
+            self.engine.attach_asr(self.asr.tap)
+        self._offset_s: float | None = None
+
+    # -- controls from the dashboard ----------------------------------------------------
+    def hold_key(self, event: str) -> None:
+        """The dashboard's hold key: a hold mark at the current audio time."""
+        if event in ("hold_start", "hold_end"):
+            self.engine.add_mark(Mark(self.engine.t_s, event))
+
+    def end_call(self) -> None:
+        """The dashboard's end key: summarise this call at the next block, start anew."""
+        self._pending_end = True
+
+    # -- the analysis loop ------------------------------------------------------------------
+    def _emit(self, ev: Cue | Summary) -> None:
+        self.cue_counts[ev.kind] += 1
+        self.publish(ev.to_json())
+
+    def _finish_call(self) -> None:
+        if self.asr is not None:
+            for words, _ in self.asr.finish(timeout_s=5.0):
+                for cue in self.engine.add_words(words):
+                    self._emit(cue)
+        cues, summary = self.engine.finish()
+        for cue in cues:
+            self._emit(cue)
+        self._emit(summary)
+        self._new_call()
+
+    async def analyse(self) -> None:
+        while True:
+            block = await self.queue.get()
+            if block is None:
+                break
+            if self._pending_end:
+                self._pending_end = False
+                self._finish_call()
+            for cue in self.engine.push(block.agent, block.customer):
+                self._emit(cue)
+            if self.asr is not None:
+                for words, _ in self.asr.poll():
+                    for cue in self.engine.add_words(words):
+                        self._emit(cue)
+
+    async def snapshots(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.dashboard.snapshot_s)
+            self.publish(self.engine.snapshot(audio_flowing=self.source.flowing))
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(self.source.run(self.queue), name="source"),
+                 asyncio.create_task(self.analyse(), name="analysis"),
+                 asyncio.create_task(self.snapshots(), name="snapshots")]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if self.asr is not None:
+                await asyncio.to_thread(self.asr.finish, 5.0)
+
+    # -- health and metrics -----------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        src = self.source.stats()
+        asr = self.asr.stats() if self.asr is not None else None
+        return {
+            "audio_flowing": self.source.flowing,
+            "model_loaded": self.asr is not None,
+            "call": self.engine.call_id,
+            "call_audio_s": round(self.engine.t_s, 1),
+            "queue_depth": self.queue.qsize(),
+            "queue_capacity": self.queue.maxsize,
+            "queue_drops": self.queue.dropped,
+            "input_overflows": src.get("input_overflows", 0),
+            "reconnects": src.get("reconnects", 0),
+            "asr_dropped_blocks": None if asr is None else asr["dropped_blocks"],
+        }
+
+    def metrics(self) -> str:
+        h = self.health()
+        src = self.source.stats()
+        lines = [
+            "# HELP appliance_audio_flowing 1 while audio arrives.",
+            "# TYPE appliance_audio_flowing gauge",
+            f"appliance_audio_flowing {int(h['audio_flowing'])}",
+            "# TYPE appliance_audio_blocks_total counter",
+            f"appliance_audio_blocks_total {src.get('blocks', 0)}",
+            "# TYPE appliance_queue_depth gauge",
+            f"appliance_queue_depth {h['queue_depth']}",
+            "# TYPE appliance_queue_drops_total counter",
+            f"appliance_queue_drops_total {h['queue_drops']}",
+            "# TYPE appliance_input_overflows_total counter",
+            f"appliance_input_overflows_total {h['input_overflows']}",
+            "# TYPE appliance_device_reconnects_total counter",
+            f"appliance_device_reconnects_total {h['reconnects']}",
+            "# TYPE appliance_asr_dropped_blocks_total counter",
+            f"appliance_asr_dropped_blocks_total {h['asr_dropped_blocks'] or 0}",
+            "# TYPE appliance_model_loaded gauge",
+            f"appliance_model_loaded {int(h['model_loaded'])}",
+            "# TYPE appliance_calls_total counter",
+            f"appliance_calls_total {self.calls}",
+            "# TYPE appliance_cues_total counter",
+        ]
+        lines += [f'appliance_cues_total{{kind="{k}"}} {v}'
+                  for k, v in sorted(self.cue_counts.items())]
+        return "\n".join(lines) + "\n"
