@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 from appliance import __version__
 from appliance.audio.filesource import FileSource, PartyBlock
 from appliance.cli_models import add_models_parser, run_models
+from appliance.cli_run import add_run_parsers, main_hook
 from appliance.config import Config, defaults_toml, load_config
 from appliance.engine import CallEngine
 from appliance.errors import CONFIG_INVALID, MODEL_MISSING, ApplianceError
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
     chk.add_argument("file", type=Path)
     csub.add_parser("defaults", help="print the full default configuration")
     add_models_parser(sub)
+    add_run_parsers(sub)
     return p
 
 
@@ -188,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
             return _config(args)
         if args.command == "models":
             return run_models(args)
+        code = main_hook(args)
+        if code is not None:
+            return code
     except ApplianceError as exc:
         sys.stderr.write(f"appliance: error: {exc.message} [{exc.code}]\n")
         return EXIT_USAGE
