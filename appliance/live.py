@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,6 +55,8 @@ class ReplaySource:
         self.loop_silence = loop_silence
         self.blocks = 0
         self.started_at: float | None = None
+        self.started_wall_s: float | None = None
+        """Wall-clock time (time.time()) at which audio time 0 was delivered."""
         self._last = 0.0
 
     @property
@@ -66,6 +68,7 @@ class ReplaySource:
 
     async def run(self, queue: BlockQueue) -> None:
         self.started_at = time.monotonic()
+        self.started_wall_s = time.time()
         n = 0
         t = 0.0
         for block in self._source.blocks():
@@ -100,6 +103,7 @@ class LiveRunner:
         lang: str | None = None,
         make_asr: Callable[[], Any] | None = None,
         publish: Callable[[dict[str, Any]], None] | None = None,
+        marks: Iterable[Mark] = (),
     ) -> None:
         self.cfg = cfg
         self.source = source
@@ -112,6 +116,8 @@ class LiveRunner:
         self.calls = 0
         self._pending_end = False
         self._new_call()
+        for m in marks:  # hold marks known in advance (a replayed recording's marks file)
+            self.engine.add_mark(m)
 
     def _new_call(self) -> None:
         self.calls += 1

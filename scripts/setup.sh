@@ -4,8 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# libportaudio2: live capture (sounddevice); espeak-ng + sox: the synthetic test corpus.
-packages=(libportaudio2 espeak-ng sox libsox-fmt-all)
+# libportaudio2: live capture (sounddevice); espeak-ng + sox: the synthetic test corpus;
+# pulseaudio, pulseaudio-utils, libasound2-plugins: the real-device capture test;
+# chromium: the dashboard's browser test (headless, driven by tests/browser).
+packages=(libportaudio2 espeak-ng sox libsox-fmt-all pulseaudio pulseaudio-utils libasound2-plugins chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -27,4 +29,10 @@ python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test]'
+# The dashboard's browser test drives the system Chromium with playwright-core; never let
+# it download a browser of its own.
+if command -v npm >/dev/null && [ -f tests/browser/package-lock.json ]; then
+  (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent) \
+    || echo "setup: npm ci in tests/browser failed; the browser test will be skipped" >&2
+fi
 echo "setup: ready (.venv)" >&2
