@@ -306,6 +306,8 @@ class CallEngine:
             "hold": self.hold.status(t),
             "dead_air_s": round(self.dead_air.silent_s(t), 1),
             "talk_share": None if share is None else round(share, 3),
+            "phrases": ("no_model" if not self.asr_attached
+                        else "no_locale" if self.phrases.locale is None else "on"),
             "greeting": self.phrases.live_greeting() if self.asr_attached else None,
             "closing": self.phrases.live_closing() if self.asr_attached else None,
         }

@@ -92,7 +92,7 @@
     renderTone(s.tone || {});
     renderHold(s.hold || {});
     renderDeadAir(num(s.dead_air_s) ?? 0);
-    renderChecks(s.greeting, s.closing);
+    renderChecks(s.greeting, s.closing, s.phrases);
   }
 
   function newCall() {
@@ -194,14 +194,17 @@
                                                   : "nobody speaking");
   }
 
-  function renderChecks(greeting, closing) {
+  function renderChecks(greeting, closing, phrases) {
     const fill = (listId, d, final) => {
       for (const li of $(listId).children) {
         const v = d ? d[li.dataset.key] : null;
         li.className = v === true ? "done" : v === false && final ? "missed" : v === null ? "na" : "";
       }
     };
-    show($("checks-off"), !greeting && !closing);
+    const off = $("checks-off");
+    off.textContent = phrases === "no_locale" ? "Phrase checks are off for this language"
+                                                 : "Phrase checks need a speech model";
+    show(off, !greeting && !closing);
     fill("greeting-list", greeting, true);
     fill("closing-list", closing, false);
   }
