@@ -23,7 +23,7 @@ from appliance.cli_models import add_models_parser, run_models
 from appliance.cli_run import add_run_parsers, main_hook
 from appliance.config import Config, defaults_toml, load_config
 from appliance.engine import CallEngine
-from appliance.errors import CONFIG_INVALID, MODEL_MISSING, ApplianceError
+from appliance.errors import CONFIG_INVALID, ApplianceError
 from appliance.marks import Mark, load_marks
 from appliance.output import JsonlWriter, TextWriter
 from appliance.pipeline import Event, analyse_blocks
@@ -155,17 +155,11 @@ def _analyze(args: argparse.Namespace) -> int:
 
 def _asr_session(args: argparse.Namespace, cfg: Config, lang: str) -> AsrSession | None:
     """The call's recognizer, or None (with one clear line) when no model is installed."""
-    from appliance.asr.models import load_model, resolve_models_dir
-    from appliance.asr.session import AsrSession
+    from appliance.asr.session import AsrSession, load_call_model
     from appliance.asr.worker import vosk_recognizer_factory
 
-    models_dir = resolve_models_dir(args.models_dir, cfg.asr.models_dir)
-    try:
-        model = load_model(lang, models_dir, verify="full")  # SHA-256 of every file
-    except ApplianceError as exc:
-        if exc.code != MODEL_MISSING:
-            raise
-        log.warning("%s; word cues are off, acoustic cues run", exc.message)
+    model = load_call_model(lang, args.models_dir, cfg.asr)
+    if model is None:
         return None
     return AsrSession(vosk_recognizer_factory(model), cfg.asr, block_when_full=True)
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config import Config, load_config
-from appliance.errors import MODEL_MISSING, ApplianceError
 from appliance.live import LiveRunner, LiveSource, ReplaySource
 from appliance.vad import SileroModel
 
@@ -37,17 +36,11 @@ def add_run_parsers(sub: Any) -> None:
 def _make_asr_factory(args: argparse.Namespace, cfg: Config, lang: str) -> Any:
     if args.no_asr or not cfg.asr.enabled:
         return None
-    from appliance.asr.models import load_model, resolve_models_dir
-    from appliance.asr.session import AsrSession
+    from appliance.asr.session import AsrSession, load_call_model
     from appliance.asr.worker import vosk_recognizer_factory
 
-    try:
-        model = load_model(lang, resolve_models_dir(args.models_dir, cfg.asr.models_dir),
-                           verify="full")
-    except ApplianceError as exc:
-        if exc.code != MODEL_MISSING:
-            raise
-        log.warning("%s; word cues are off, acoustic cues run", exc.message)
+    model = load_call_model(lang, args.models_dir, cfg.asr)
+    if model is None:
         return None
     make = vosk_recognizer_factory(model)
     return lambda: AsrSession(make, cfg.asr, block_when_full=False)

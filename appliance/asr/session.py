@@ -7,7 +7,9 @@ hands them to ``CallEngine.add_words``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,9 +18,26 @@ from appliance.asr.gate import SpeechGate
 from appliance.asr.worker import Recognizer, RecognizerWorker, Result
 from appliance.config import AsrConfig
 from appliance.conversation import FrameContext
+from appliance.errors import MODEL_MISSING, ApplianceError
 from appliance.events import PARTIES, Party
 
+log = logging.getLogger(__name__)
 FRAME_S = 0.032
+
+
+def load_call_model(lang: str, models_dir: Path | None, cfg: AsrConfig) -> Any | None:
+    """The shared ``vosk.Model`` for ``lang``, fully verified, or None (one warning line
+    saying how to install one) when no model for the language is installed.  A damaged
+    model is an error: the box refuses it rather than run on it."""
+    from appliance.asr.models import load_model, resolve_models_dir
+
+    try:
+        return load_model(lang, resolve_models_dir(models_dir, cfg.models_dir), verify="full")
+    except ApplianceError as exc:
+        if exc.code != MODEL_MISSING:
+            raise
+        log.warning("%s; word cues are off, acoustic cues run", exc.message)
+        return None
 
 
 class AsrSession:
