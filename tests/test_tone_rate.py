@@ -103,3 +103,12 @@ def test_slow_and_good_rates():
 def test_rate_cue_carries_wpm_when_words_are_known():
     cues, _ = _rate_run(6.5, words=True)
     assert "wpm" in cues[0].data and cues[0].data["wpm"] > 100
+
+
+def test_word_memory_stays_bounded_on_a_long_call():
+    rule = RateRule(RateConfig())
+    for k in range(3000):  # an hour at a word every 1.2 s
+        t = 1.2 * k
+        rule.on_words(t + 0.5, [WordEvent("agent", "x", t, t + 0.3)])
+    assert len(rule._word_speech_s) <= 2 * RateConfig().window_speech_s / 1.2 + 2
+    assert rule.summary()["rate"]["agent"]["words"] == 3000

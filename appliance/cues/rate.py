@@ -115,9 +115,18 @@ class RateRule:
             self._words[w.party] += 1
             if w.party == "agent":
                 self._word_speech_s.append((w.end_s, max(0.05, w.end_s - w.start_s)))
+        self._forget_words(t_s)
         return []
 
+    def _forget_words(self, t_s: float) -> None:
+        """Drop words no later rate can count (engine time only moves forward), so the
+        deque stays as small as the window, however long the call."""
+        cutoff = t_s - 2 * self.cfg.window_speech_s
+        while self._word_speech_s and self._word_speech_s[0][0] < cutoff:
+            self._word_speech_s.popleft()
+
     def _wpm(self, t_s: float) -> float | None:
+        self._forget_words(t_s)
         recent = [d for end, d in self._word_speech_s if end >= t_s - 2 * self.cfg.window_speech_s]
         if len(recent) < 10 or self._win.speech_s <= 0:
             return None
