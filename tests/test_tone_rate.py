@@ -91,6 +91,8 @@ def test_fast_agent_gets_one_slow_down_cue():
     assert abs(cues[0].data["syllables_per_s"] - 6.5) < 0.3
     assert cues[0].t_s < 16.0  # once min_speech_s of speech is in the window
     assert abs(rule.summary()["rate"]["agent"]["syllables_per_s"] - 6.5) < 0.3
+    agent = rule.summary()["rate"]["agent"]
+    assert 6.0 < agent["window_min"] <= agent["window_max"] < 7.0
 
 
 def test_slow_and_good_rates():

@@ -49,7 +49,8 @@ class RateRule:
         self._state = "ok"
         self._last_cue_s = -1e9
         self._next_eval_s = 0.0
-        self._samples: list[float] = []
+        self._window_min: float | None = None
+        self._window_max: float | None = None
 
     def on_frame(self, ctx: FrameContext) -> list[Cue]:
         for p in PARTIES:
@@ -68,7 +69,8 @@ class RateRule:
         if self._win.speech_s < self.cfg.min_speech_s:
             return []
         rate = self._win.rate
-        self._samples.append(rate)
+        self._window_min = rate if self._window_min is None else min(self._window_min, rate)
+        self._window_max = rate if self._window_max is None else max(self._window_max, rate)
         return self._judge(ctx.t_s, rate)
 
     def _judge(self, t_s: float, rate: float) -> list[Cue]:
@@ -146,7 +148,7 @@ class RateRule:
                 "words": self._words[p],
                 "wpm": round(60.0 * self._words[p] / sp) if sp >= 5.0 and self._words[p] else None,
             }
-        if self._samples:
-            out["agent"]["window_min"] = round(min(self._samples), 2)
-            out["agent"]["window_max"] = round(max(self._samples), 2)
+        if self._window_min is not None and self._window_max is not None:
+            out["agent"]["window_min"] = round(self._window_min, 2)
+            out["agent"]["window_max"] = round(self._window_max, 2)
         return {"rate": out}
