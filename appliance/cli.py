@@ -19,8 +19,11 @@ from typing import TYPE_CHECKING, TextIO
 
 from appliance import __version__
 from appliance.audio.filesource import FileSource, PartyBlock
+from appliance.cli_doctor import add_doctor_parser, run_doctor
 from appliance.cli_models import add_models_parser, run_models
 from appliance.cli_run import add_run_parsers, main_hook
+from appliance.cli_service import add_service_parsers, run_service
+from appliance.cli_summaries import add_summaries_parser, run_summaries
 from appliance.config import Config, defaults_toml, load_config
 from appliance.engine import CallEngine
 from appliance.errors import CONFIG_INVALID, ApplianceError
@@ -72,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     csub.add_parser("defaults", help="print the full default configuration")
     add_models_parser(sub)
     add_run_parsers(sub)
+    add_service_parsers(sub)
+    add_doctor_parser(sub)
+    add_summaries_parser(sub)
     return p
 
 
@@ -184,9 +190,10 @@ def main(argv: list[str] | None = None) -> int:
             return _config(args)
         if args.command == "models":
             return run_models(args)
-        code = main_hook(args)
-        if code is not None:
-            return code
+        for hook in (main_hook, run_service, run_doctor, run_summaries):
+            code = hook(args)
+            if code is not None:
+                return code
     except ApplianceError as exc:
         sys.stderr.write(f"appliance: error: {exc.message} [{exc.code}]\n")
         return EXIT_USAGE

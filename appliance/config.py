@@ -11,11 +11,15 @@ import dataclasses
 import itertools
 import tomllib
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appliance.config_env import apply_env, overridden_by
 from appliance.errors import CONFIG_INVALID, CONFIG_NOT_FOUND, ApplianceError
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
 def _f(default: Any, lo: float | None = None, hi: float | None = None, unit: str = "") -> Any:
@@ -215,6 +219,33 @@ class DashboardConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    level: str = "info"
+    """Log level on stderr (journald): debug, info, warning or error.  Never transcript text."""
+    format: str = "auto"
+    """"text": ``LEVEL logger: message``; "json": one JSON object per line; "auto": text,
+    with a syslog priority prefix that journald reads when running under systemd."""
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    state_dir: str = ""
+    """Where summaries (and, if enabled, transcripts) are kept; empty = systemd's
+    STATE_DIRECTORY, else APPLIANCE_STATE_DIR, else ~/.local/state/appliance."""
+    summaries: bool = True
+    """Keep each call's summary (no audio, no transcript) in summaries.sqlite3."""
+    summaries_days: float = _f(90.0, 1.0, 3650.0, "days")
+    """Summaries older than this are deleted."""
+    summaries_max_mb: float = _f(64.0, 1.0, 10240.0, "MiB")
+    """The summaries database is kept below this size by deleting the oldest calls."""
+    transcripts: bool = False
+    """Retain transcripts on disk (digit runs masked) in state_dir/transcripts; off = the
+    transcript lives only in memory for the duration of the call."""
+    transcript_days: float = _f(7.0, 0.1, 365.0, "days")
+    """Retained transcript files older than this are deleted."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; each section is a TOML table of the same name."""
 
@@ -231,6 +262,8 @@ class Config:
     words: WordsConfig = field(default_factory=WordsConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     dashboard: DashboardConfig = field(default_factory=DashboardConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
 
 def _bad(src: str, where: str, msg: str) -> ApplianceError:
@@ -300,10 +333,30 @@ def _check_relations(cfg: Config, src: str) -> None:
         raise _bad(src, "[audio] wiring", f"{cfg.audio.wiring!r}: allowed stereo, two_devices")
     if cfg.audio.wiring == "stereo" and cfg.audio.agent_channel == cfg.audio.customer_channel:
         raise _bad(src, "[audio] agent_channel", "must differ from customer_channel")
+    if cfg.dashboard.enabled and not cfg.dashboard.token and not _is_loopback(cfg.dashboard.host):
+        raise _bad(src, "[dashboard] host", f"{cfg.dashboard.host!r} is beyond loopback: set "
+                   "[dashboard] token (or APPLIANCE_DASHBOARD_TOKEN, or the dashboard-token "
+                   "credential), or bind 127.0.0.1")
+    if cfg.logging.level not in LOG_LEVELS:
+        raise _bad(src, "[logging] level",
+                   f"{cfg.logging.level!r}: allowed {', '.join(LOG_LEVELS)}")
+    if cfg.logging.format not in ("auto", "text", "json"):
+        raise _bad(src, "[logging] format", f"{cfg.logging.format!r}: allowed auto, text, json")
     if cfg.audio.wiring == "two_devices" and not (cfg.audio.agent_device
                                                   and cfg.audio.customer_device):
         raise _bad(src, "[audio] agent_device",
                    "two_devices wiring needs agent_device and customer_device")
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def config_from_dict(raw: dict[str, Any], src: str = "<config>") -> Config:
@@ -313,9 +366,13 @@ def config_from_dict(raw: dict[str, Any], src: str = "<config>") -> Config:
     return cfg
 
 
-def load_config(path: Path | None) -> Config:
-    """Load and validate ``path``; ``None`` gives the defaults."""
+def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate ``path``; ``None`` gives the defaults.  With ``env`` (the process
+    environment, from the CLI) the documented overrides of :mod:`appliance.config_env`
+    apply on top of the file."""
     if path is None:
+        if env and (overridden_by(env) or env.get("CREDENTIALS_DIRECTORY")):
+            return config_from_dict(apply_env({}, env), _env_src("defaults", env))
         return Config()
     try:
         text = path.read_text(encoding="utf-8")
@@ -327,7 +384,14 @@ def load_config(path: Path | None) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ApplianceError(CONFIG_INVALID, f"{path}: not valid TOML: {exc}") from exc
+    if env:
+        return config_from_dict(apply_env(raw, env), _env_src(str(path), env))
     return config_from_dict(raw, str(path))
+
+
+def _env_src(src: str, env: Mapping[str, str]) -> str:
+    used = overridden_by(env)
+    return f"{src} (with {', '.join(used)})" if used else src
 
 
 def _toml_value(v: Any) -> str:

@@ -1,0 +1,102 @@
+"""The few environment overrides IT scripts set, and where the service keeps its files.
+
+Only these variables are read (besides systemd's own ``STATE_DIRECTORY``,
+``CREDENTIALS_DIRECTORY``, ``NOTIFY_SOCKET``, ``WATCHDOG_USEC``, ``WATCHDOG_PID`` and
+``JOURNAL_STREAM``):
+
+========================== ================================
+variable                   overrides
+========================== ================================
+``APPLIANCE_CONFIG``       the config file when ``--config`` is not given
+``APPLIANCE_LANGUAGE``     ``language``
+``APPLIANCE_DASHBOARD_HOST`` ``[dashboard] host``
+``APPLIANCE_DASHBOARD_PORT`` ``[dashboard] port``
+``APPLIANCE_DASHBOARD_TOKEN`` ``[dashboard] token``
+``APPLIANCE_AUDIO_DEVICE`` ``[audio] device``
+``APPLIANCE_LOG_LEVEL``    ``[logging] level``
+``APPLIANCE_STATE_DIR``    ``[storage] state_dir``
+``APPLIANCE_MODELS_DIR``   ``[asr] models_dir`` (read in :mod:`appliance.asr.models`)
+========================== ================================
+
+A systemd credential named ``dashboard-token`` (``LoadCredential=dashboard-token:/etc/...``)
+sets the token without putting it in the environment or the config file.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import CONFIG_INVALID, ApplianceError
+
+SYSTEM_CONFIG = Path("/etc/appliance/appliance.toml")
+"""The config file ``appliance install-service`` creates and the service reads."""
+
+ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
+    "APPLIANCE_LANGUAGE": ("", "language", str),
+    "APPLIANCE_DASHBOARD_HOST": ("dashboard", "host", str),
+    "APPLIANCE_DASHBOARD_PORT": ("dashboard", "port", int),
+    "APPLIANCE_DASHBOARD_TOKEN": ("dashboard", "token", str),
+    "APPLIANCE_AUDIO_DEVICE": ("audio", "device", str),
+    "APPLIANCE_LOG_LEVEL": ("logging", "level", str),
+    "APPLIANCE_STATE_DIR": ("storage", "state_dir", str),
+}
+TOKEN_CREDENTIAL = "dashboard-token"
+
+
+def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """A copy of the parsed TOML ``raw`` with the environment overrides applied.
+
+    Values are only converted here; range checks happen in the normal validation, whose
+    message then names the variable (``APPLIANCE_DASHBOARD_PORT (= [dashboard] port)``).
+    """
+    out = copy.deepcopy(raw)
+    for var, (section, key, kind) in ENV_OVERRIDES.items():
+        if var not in env:
+            continue
+        text = env[var].strip()
+        value: Any = text
+        if kind is int:
+            try:
+                value = int(text)
+            except ValueError:
+                raise ApplianceError(CONFIG_INVALID, f"{var}: must be a whole number, "
+                                     f"not {text!r}") from None
+        if var == "APPLIANCE_LOG_LEVEL":
+            value = text.lower()
+        table = out.setdefault(section, {}) if section else out
+        if not isinstance(table, dict):
+            raise ApplianceError(CONFIG_INVALID, f"[{section}] must be a table")
+        table[key] = value
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    if cred_dir:
+        cred = Path(cred_dir) / TOKEN_CREDENTIAL
+        if cred.is_file():
+            token = cred.read_text(encoding="utf-8").strip()
+            if token:
+                out.setdefault("dashboard", {})["token"] = token
+    return out
+
+
+def overridden_by(env: Mapping[str, str]) -> list[str]:
+    """The override variables set in ``env`` (for the startup log line; values not shown)."""
+    return [v for v in ENV_OVERRIDES if v in env]
+
+
+def default_config_path(env: Mapping[str, str]) -> Path | None:
+    """``APPLIANCE_CONFIG``, else /etc/appliance/appliance.toml if it exists, else None."""
+    if env.get("APPLIANCE_CONFIG"):
+        return Path(env["APPLIANCE_CONFIG"])
+    return SYSTEM_CONFIG if SYSTEM_CONFIG.is_file() else None
+
+
+def resolve_state_dir(config_value: str, env: Mapping[str, str]) -> Path:
+    """``[storage] state_dir`` (already env-overridden), else systemd's STATE_DIRECTORY
+    (the first entry), else ~/.local/state/appliance."""
+    if config_value:
+        return Path(config_value).expanduser()
+    if env.get("STATE_DIRECTORY"):
+        return Path(env["STATE_DIRECTORY"].split(":")[0])
+    return Path.home() / ".local" / "state" / "appliance"
