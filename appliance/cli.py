@@ -26,6 +26,7 @@ from appliance.cli_service import add_service_parsers, run_service
 from appliance.cli_summaries import add_summaries_parser, run_summaries
 from appliance.config import Config, defaults_toml, load_config
 from appliance.engine import CallEngine
+from appliance.logs import setup_logging
 from appliance.errors import CONFIG_INVALID, ApplianceError
 from appliance.marks import Mark, load_marks
 from appliance.output import JsonlWriter, TextWriter
@@ -44,8 +45,8 @@ EXIT_INTERNAL = 70
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="appliance", description="Offline call-etiquette coach.")
     p.add_argument("--version", action="version", version=f"appliance {__version__}")
-    p.add_argument("--log-level", default="warning",
-                   choices=["debug", "info", "warning", "error"], help="stderr log level")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"],
+                   help="stderr log level (default: warning; `run` uses [logging] level)")
     sub = p.add_subparsers(dest="command", required=True)
 
     a = sub.add_parser("analyze", help="analyse a recorded call and print its cues",
@@ -181,8 +182,7 @@ def _config(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level or "warning", "text")
     try:
         if args.command == "analyze":
             return _analyze(args)

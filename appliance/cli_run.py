@@ -1,4 +1,11 @@
-"""``appliance run`` (live at the desk) and ``appliance devices``."""
+"""``appliance run`` (live at the desk, or as the systemd service) and ``appliance devices``.
+
+Under systemd (``Type=notify``) the process says READY once audio flows and the speech model
+(if any) is loaded, pings the watchdog from the analysis loop, keeps a one-line STATUS, and
+says STOPPING while it saves the call in progress.  SIGHUP re-reads the config file: a valid
+one applies from the next call (see :mod:`appliance.reload`), an invalid one is refused
+with its error in the log and the STATUS line, and the box keeps running as it was.
+"""
 
 from __future__ import annotations
 
@@ -6,27 +13,39 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from pathlib import Path
 from typing import Any
 
+from appliance import __version__
+from appliance.archive import CallArchive
 from appliance.config import Config, load_config
+from appliance.config_env import default_config_path, overridden_by
+from appliance.errors import ApplianceError
 from appliance.live import LiveRunner, LiveSource, ReplaySource
+from appliance.logs import set_level, setup_logging
+from appliance.reload import restart_needed
+from appliance.service.notify import Notifier
 from appliance.vad import SileroModel
 
 log = logging.getLogger(__name__)
+
+STATUS_EVERY_S = 10.0
 
 
 def add_run_parsers(sub: Any) -> None:
     r = sub.add_parser("run", help="live coaching: capture the headset, serve the dashboard",
                        description="Capture the agent and customer audio live, analyse it, "
-                       "and serve the agent's dashboard (default http://127.0.0.1:8765).")
-    r.add_argument("--config", type=Path, help="TOML configuration file")
+                       "and serve the agent's dashboard (default http://127.0.0.1:8765).  "
+                       "SIGHUP reloads the config file.")
+    r.add_argument("--config", type=Path, help="TOML configuration file (default: "
+                   "$APPLIANCE_CONFIG, else /etc/appliance/appliance.toml if present)")
     r.add_argument("--lang", help="call language (default from the config)")
     r.add_argument("--models-dir", type=Path, help="speech models folder")
     r.add_argument("--no-asr", action="store_true", help="acoustic cues only")
     r.add_argument("--host", help="dashboard address (overrides [dashboard] host)")
-    r.add_argument("--port", type=int, help="dashboard port (overrides [dashboard] port)")
+    r.add_argument("--port", type=int, help="dashboard port (overrides [dashboard] port; 0 = any free port)")
     r.add_argument("--replay", type=Path, metavar="CALL.wav",
                    help="replay a recording at real-time pace instead of capturing")
     r.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = real time)")
@@ -54,40 +73,133 @@ def _make_source(args: argparse.Namespace, cfg: Config) -> LiveSource:
     return CaptureSource(cfg.audio)
 
 
-async def _serve(runner: LiveRunner, cfg: Config, host: str, port: int) -> None:
-    server = None
-    if cfg.dashboard.enabled:
-        from appliance.dashboard.server import DashboardServer
+class Service:
+    """The running box: runner, dashboard, notifier, archive, and the reload path."""
 
-        server = DashboardServer(host, port, token=cfg.dashboard.token,
-                                 on_hold=runner.hold_key, on_end_call=runner.end_call,
-                                 health=runner.health, metrics=runner.metrics)
-        await server.start()
-        runner.publish = server.publish
-        log.warning("dashboard on http://%s:%d/", host, server.port)
-    loop = asyncio.get_running_loop()
-    task = asyncio.create_task(runner.run())
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    def __init__(self, args: argparse.Namespace, cfg: Config, config_path: Path | None,
+                 runner: LiveRunner, notifier: Notifier, archive: CallArchive) -> None:
+        self.args = args
+        self.cfg = cfg
+        self.config_path = config_path
+        self.runner = runner
+        self.notifier = notifier
+        self.archive = archive
+        self.host = args.host or cfg.dashboard.host
+        self.port = cfg.dashboard.port if args.port is None else args.port
+        self.url = ""
+        self.reloads = 0
+        self.reload_error = ""
+
+    def reload(self) -> bool:
+        """SIGHUP: re-read and validate the config file; True when it was taken."""
+        self.notifier.reloading()
+        try:
+            new = load_config(self.config_path, os.environ)
+        except ApplianceError as exc:
+            self.reload_error = exc.code
+            log.error("config reload refused, running on with the previous configuration: %s",
+                      exc)
+            self.notifier.ready(f"Reload refused ({exc.code}); running with the previous "
+                                "configuration")
+            return False
+        pending = restart_needed(self.cfg, new)
+        if pending:
+            log.warning("reload: these settings apply only after a restart "
+                        "(systemctl restart appliance): %s", ", ".join(pending))
+        if self.args.log_level is None:
+            set_level(new.logging.level)
+        self.archive.update(new.storage)
+        self.runner.reload(new)
+        self.cfg = new
+        self.reloads += 1
+        self.reload_error = ""
+        log.info("configuration reloaded; cue settings apply from the next call",
+                 extra={"fields": {"reloads": self.reloads}})
+        self.notifier.ready(self.status_line())
+        return True
+
+    def status_line(self) -> str:
+        r = self.runner
+        if not r.source.flowing:
+            where = self.args.replay or self.cfg.audio.device or self.cfg.audio.agent_device \
+                or "the default input"
+            return f"Waiting for audio from {where}"
+        mins, secs = divmod(int(r.engine.t_s), 60)
+        model = r.lang if r.asr is not None else "none (acoustic cues only)"
+        parts = [f"Coaching {r.engine.call_id} {mins:02d}:{secs:02d}",
+                 f"speech model {model}", f"{sum(r.cue_counts.values())} cues"]
+        if r.queue.dropped:
+            parts.append(f"{r.queue.dropped} blocks dropped")
+        if self.url:
+            parts.append(f"dashboard {self.url}")
+        return "; ".join(parts)
+
+    async def _readiness(self) -> None:
+        """READY once audio flows; then a STATUS line every few seconds."""
+        self.notifier.status(self.status_line())
+        while not self.runner.source.flowing:
+            await asyncio.sleep(0.1)
+        self.notifier.ready(self.status_line())
+        log.info("ready: audio flowing", extra={"fields": {"call": self.runner.engine.call_id}})
+        while True:
+            await asyncio.sleep(STATUS_EVERY_S)
+            self.notifier.status(self.status_line())
+
+    async def serve(self) -> None:
+        server = None
+        if self.cfg.dashboard.enabled:
+            from appliance.dashboard.server import DashboardServer
+
+            server = DashboardServer(self.host, self.port, token=self.cfg.dashboard.token,
+                                     on_hold=self.runner.hold_key,
+                                     on_end_call=self.runner.end_call,
+                                     health=self.runner.health, metrics=self.runner.metrics)
+            await server.start()
+            self.runner.publish = server.publish
+            self.url = f"http://{self.host}:{server.port}/"
+            log.warning("dashboard on %s", self.url)
+        loop = asyncio.get_running_loop()
+        task = asyncio.create_task(self.runner.run())
+        ready = asyncio.create_task(self._readiness())
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, task.cancel)
-    try:
-        await task
-    except asyncio.CancelledError:
-        log.warning("stopping")
-    finally:
-        if server is not None:
-            await server.stop()
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
+        try:
+            await task
+        except asyncio.CancelledError:
+            log.warning("stopping")
+        finally:
+            ready.cancel()
+            self.notifier.stopping("Stopping: saving the call in progress")
+            if server is not None:
+                await server.stop()
 
 
 def run_live(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
+    env = os.environ
+    config_path = args.config or default_config_path(env)
+    cfg = load_config(config_path, env)
+    setup_logging(args.log_level or cfg.logging.level, cfg.logging.format)
+    log.info("appliance %s starting", __version__, extra={"fields": {
+        "config": str(config_path) if config_path else "defaults",
+        "env_overrides": ",".join(overridden_by(env)) or "none"}})
+    notifier = Notifier.from_env(env)
     lang = args.lang or cfg.language
-    host = args.host or cfg.dashboard.host
-    port = args.port or cfg.dashboard.port
+    notifier.status(f"Loading the speech model ({lang})")
     source = _make_source(args, cfg)
+    archive = CallArchive(cfg.storage, env)
     runner = LiveRunner(cfg, source, SileroModel(), lang=lang,
-                        make_asr=_make_asr_factory(args, cfg, lang))
-    asyncio.run(_serve(runner, cfg, host, port))
+                        make_asr=_make_asr_factory(args, cfg, lang), archive=archive,
+                        ticker=notifier)
+    archive.start()
+    service = Service(args, cfg, config_path, runner, notifier, archive)
+    try:
+        asyncio.run(service.serve())
+    finally:
+        archive.close()
+        notifier.close()
     return 0
 
 
@@ -104,4 +216,3 @@ def main_hook(args: argparse.Namespace) -> int | None:
     if args.command == "devices":
         return run_devices()
     return None
-

@@ -5,7 +5,12 @@ The source (headset capture, or a recording replayed at real-time pace) puts
 :class:`~appliance.pipeline.BlockQueue` without ever blocking; the analysis task drives the
 call's :class:`~appliance.engine.CallEngine`; cues and a state snapshot every
 ``[dashboard] snapshot_s`` go to the dashboard.  The hold key becomes a hold mark; the end
-key closes the call (its summary goes to the page) and starts the next one.
+key closes the call (its summary goes to the page and to the archive) and starts the next
+one.  On shutdown the call in progress is finished the same way, so nothing is lost.
+
+A reloaded configuration (SIGHUP) applies from the next call; the call in progress keeps
+the thresholds it started with.  The analysis loop ticks the service watchdog on every
+block (and while waiting for audio), so a stuck pipeline stops the pings.
 """
 
 from __future__ import annotations
@@ -15,20 +20,31 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from appliance.archive import CallArchive, CallRecord
 from appliance.audio.filesource import FileSource, PartyBlock
 from appliance.config import Config
 from appliance.engine import CallEngine
-from appliance.events import Cue, Summary
+from appliance.events import Cue, Summary, TranscriptEvent
 from appliance.marks import Mark
 from appliance.pipeline import BlockQueue
 from appliance.vad import SileroModel
 
 log = logging.getLogger(__name__)
+
+MIN_CALL_S = 1.0
+"""A call shorter than this (audio time) at shutdown is not summarised."""
+
+
+class Ticker(Protocol):
+    """The service notifier as the runner sees it (``appliance.service.notify``)."""
+
+    def tick(self) -> None: ...
 
 
 class LiveSource(Protocol):
@@ -104,6 +120,8 @@ class LiveRunner:
         make_asr: Callable[[], Any] | None = None,
         publish: Callable[[dict[str, Any]], None] | None = None,
         marks: Iterable[Mark] = (),
+        archive: CallArchive | None = None,
+        ticker: Ticker | None = None,
     ) -> None:
         self.cfg = cfg
         self.source = source
@@ -112,14 +130,22 @@ class LiveRunner:
         self.make_asr = make_asr
         self.publish = publish or (lambda ev: None)
         self.queue = BlockQueue(max(4, round(cfg.audio.queue_s / cfg.audio.block_s)))
+        self.archive = archive
+        self.ticker = ticker
         self.cue_counts: Counter[str] = Counter()
         self.calls = 0
+        self.idle_tick_s = 1.0
+        """While no audio arrives the analysis loop still ticks the watchdog this often."""
         self._pending_end = False
+        self._next_cfg: Config | None = None
         self._new_call()
         for m in marks:  # hold marks known in advance (a replayed recording's marks file)
             self.engine.add_mark(m)
 
     def _new_call(self) -> None:
+        if self._next_cfg is not None:
+            self.cfg, self._next_cfg = self._next_cfg, None
+            log.info("reloaded configuration in effect from this call")
         self.calls += 1
         self.engine = CallEngine(self.cfg, self.vad, call_id=f"call-{self.calls}",
                                  lang=self.lang)
@@ -127,6 +153,12 @@ class LiveRunner:
         if self.asr is not None:
             self.engine.attach_asr(self.asr.tap)
         self._offset_s: float | None = None
+        self._started_at = datetime.now(UTC)
+        self._utterances: list[dict[str, Any]] = []
+
+    def reload(self, cfg: Config) -> None:
+        """Use ``cfg`` from the next call on; the call in progress is not disturbed."""
+        self._next_cfg = cfg
 
     # -- controls from the dashboard ----------------------------------------------------
     def hold_key(self, event: str) -> None:
@@ -143,31 +175,57 @@ class LiveRunner:
         self.cue_counts[ev.kind] += 1
         self.publish(ev.to_json())
 
-    def _finish_call(self) -> None:
+    def _apply_results(self, results: list[Any]) -> None:
+        keep = self.archive is not None and self.archive.keeps_transcripts
+        for words, transcript in results:
+            for cue in self.engine.add_words(words):
+                self._emit(cue)
+            if keep and transcript is not None:  # masked in to_json; memory until the end
+                self._utterances.append(TranscriptEvent(
+                    self.engine.t_s, transcript.party, transcript.text, transcript.start_s,
+                    transcript.end_s).to_json())
+
+    async def finish_call(self, *, next_call: bool = True) -> Summary:
+        """Close the call: the recognizer's last words, the closing cues, the summary (to
+        the page and the archive); then, unless shutting down, start the next call."""
         if self.asr is not None:
-            for words, _ in self.asr.finish(timeout_s=5.0):
-                for cue in self.engine.add_words(words):
-                    self._emit(cue)
+            self._apply_results(await asyncio.to_thread(self.asr.finish, 5.0))
+            self.engine.summary_extra["asr"] = self.asr.stats()
         cues, summary = self.engine.finish()
         for cue in cues:
             self._emit(cue)
+        summary.data["language"] = self.lang
         self._emit(summary)
-        self._new_call()
+        if self.archive is not None:
+            self.archive.record(CallRecord(
+                self.engine.call_id, self.lang, self._started_at, datetime.now(UTC),
+                summary.to_json(), self._utterances))
+        log.info("call ended", extra={"fields": {
+            "call": self.engine.call_id, "audio_s": round(self.engine.t_s, 1),
+            "cues": sum(dict(summary.data.get("cues") or {}).values())}})
+        if next_call:
+            self._new_call()
+        return summary
 
     async def analyse(self) -> None:
         while True:
-            block = await self.queue.get()
+            try:
+                block = await asyncio.wait_for(self.queue.get(), self.idle_tick_s)
+            except TimeoutError:  # no audio (yet): the loop itself is alive
+                if self.ticker is not None:
+                    self.ticker.tick()
+                continue
+            if self.ticker is not None:
+                self.ticker.tick()
             if block is None:
                 break
             if self._pending_end:
                 self._pending_end = False
-                self._finish_call()
+                await self.finish_call()
             for cue in self.engine.push(block.agent, block.customer):
                 self._emit(cue)
             if self.asr is not None:
-                for words, _ in self.asr.poll():
-                    for cue in self.engine.add_words(words):
-                        self._emit(cue)
+                self._apply_results(self.asr.poll())
 
     async def snapshots(self) -> None:
         while True:
@@ -184,8 +242,17 @@ class LiveRunner:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if self.asr is not None:
-                await asyncio.to_thread(self.asr.finish, 5.0)
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        """Stopping: the call in progress is summarised and archived, not lost."""
+        if self.engine.t_s >= MIN_CALL_S:
+            try:
+                await self.finish_call(next_call=False)
+            except Exception:
+                log.exception("could not summarise the call in progress at shutdown")
+        elif self.asr is not None:
+            await asyncio.to_thread(self.asr.finish, 5.0)
 
     # -- health and metrics -----------------------------------------------------------------
     def health(self) -> dict[str, Any]:

@@ -1,0 +1,103 @@
+"""Environment overrides, the token credential, the state directory, and what a reload can
+apply live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from appliance.config import Config, config_from_dict, load_config
+from appliance.config_env import (
+    ENV_OVERRIDES,
+    default_config_path,
+    overridden_by,
+    resolve_state_dir,
+)
+from appliance.errors import ApplianceError
+from appliance.reload import changed_keys, restart_needed
+
+
+def test_env_overrides_apply_on_top_of_the_file(tmp_path: Path) -> None:
+    f = tmp_path / "a.toml"
+    f.write_text('language = "de"\n[dashboard]\nport = 9001\n[logging]\nlevel = "error"\n')
+    env = {"APPLIANCE_DASHBOARD_PORT": "9100", "APPLIANCE_LOG_LEVEL": "DEBUG",
+           "APPLIANCE_LANGUAGE": "fr", "APPLIANCE_AUDIO_DEVICE": "USB Headset",
+           "UNRELATED": "x"}
+    cfg = load_config(f, env)
+    assert cfg.dashboard.port == 9100 and cfg.logging.level == "debug"
+    assert cfg.language == "fr" and cfg.audio.device == "USB Headset"
+    # without the environment the file's own values stand
+    assert load_config(f).dashboard.port == 9001
+    assert overridden_by(env) == ["APPLIANCE_LANGUAGE", "APPLIANCE_DASHBOARD_PORT",
+                                  "APPLIANCE_AUDIO_DEVICE", "APPLIANCE_LOG_LEVEL"]
+
+
+@pytest.mark.parametrize(("env", "needle"), [
+    ({"APPLIANCE_DASHBOARD_PORT": "eighty"}, "APPLIANCE_DASHBOARD_PORT: must be a whole number"),
+    ({"APPLIANCE_DASHBOARD_PORT": "70000"}, "(with APPLIANCE_DASHBOARD_PORT): [dashboard] port"),
+    ({"APPLIANCE_LOG_LEVEL": "chatty"}, "[logging] level: 'chatty': allowed debug, info"),
+    ({"APPLIANCE_DASHBOARD_HOST": "0.0.0.0"}, "[dashboard] host: '0.0.0.0' is beyond loopback"),
+])
+def test_bad_overrides_name_the_variable_and_the_key(env: dict[str, str], needle: str) -> None:
+    with pytest.raises(ApplianceError) as exc:
+        load_config(None, env)
+    assert exc.value.code == "config.invalid"
+    assert needle in exc.value.message
+
+
+def test_beyond_loopback_needs_a_token_from_config_env_or_credential(tmp_path: Path) -> None:
+    with pytest.raises(ApplianceError, match="beyond loopback"):
+        config_from_dict({"dashboard": {"host": "192.168.1.20"}})
+    assert config_from_dict({"dashboard": {"host": "::1"}}).dashboard.host == "::1"
+    assert config_from_dict({"dashboard": {"host": "localhost"}}).dashboard.token == ""
+    cfg = load_config(None, {"APPLIANCE_DASHBOARD_HOST": "0.0.0.0",
+                             "APPLIANCE_DASHBOARD_TOKEN": "s3cret-token"})
+    assert cfg.dashboard.token == "s3cret-token"
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "dashboard-token").write_text("from-credential\n")
+    cfg = load_config(None, {"APPLIANCE_DASHBOARD_HOST": "10.0.0.5",
+                             "CREDENTIALS_DIRECTORY": str(creds)})
+    assert cfg.dashboard.token == "from-credential"
+
+
+def test_the_token_value_never_appears_in_an_error() -> None:
+    with pytest.raises(ApplianceError) as exc:
+        load_config(None, {"APPLIANCE_DASHBOARD_TOKEN": "tok-1234567",
+                           "APPLIANCE_DASHBOARD_PORT": "0"})
+    assert "tok-1234567" not in str(exc.value)
+
+
+def test_default_config_path_and_state_dir(tmp_path: Path, monkeypatch) -> None:
+    assert default_config_path({"APPLIANCE_CONFIG": "/x/y.toml"}) == Path("/x/y.toml")
+    monkeypatch.setattr("appliance.config_env.SYSTEM_CONFIG", tmp_path / "none.toml")
+    assert default_config_path({}) is None
+    (tmp_path / "none.toml").write_text("")
+    assert default_config_path({}) == tmp_path / "none.toml"
+    assert resolve_state_dir("/srv/a", {"STATE_DIRECTORY": "/var/lib/b"}) == Path("/srv/a")
+    assert resolve_state_dir("", {"STATE_DIRECTORY": "/var/lib/b:/var/lib/c"}) == \
+        Path("/var/lib/b")
+    assert resolve_state_dir("", {}) == Path.home() / ".local/state/appliance"
+    cfg = load_config(None, {"APPLIANCE_STATE_DIR": str(tmp_path)})
+    assert resolve_state_dir(cfg.storage.state_dir, {"STATE_DIRECTORY": "/v"}) == tmp_path
+
+
+def test_every_override_targets_a_real_key() -> None:
+    cfg = Config()
+    for section, key, _ in ENV_OVERRIDES.values():
+        owner = getattr(cfg, section) if section else cfg
+        assert hasattr(owner, key), (section, key)
+
+
+def test_reload_tells_live_settings_from_restart_ones() -> None:
+    old = Config()
+    new = config_from_dict({"rate": {"max_wpm": 160.0}, "logging": {"level": "debug"},
+                            "storage": {"summaries_days": 30.0}})
+    assert set(changed_keys(old, new)) == {"rate.max_wpm", "logging.level",
+                                           "storage.summaries_days"}
+    assert restart_needed(old, new) == []
+    new2 = config_from_dict({"audio": {"device": "USB"}, "language": "de",
+                             "dashboard": {"port": 9000, "token": "abc"}})
+    assert restart_needed(old, new2) == ["language", "audio.device", "dashboard.port",
+                                         "dashboard.token"]
