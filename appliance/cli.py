@@ -26,8 +26,8 @@ from appliance.cli_service import add_service_parsers, run_service
 from appliance.cli_summaries import add_summaries_parser, run_summaries
 from appliance.config import Config, defaults_toml, load_config
 from appliance.engine import CallEngine
-from appliance.logs import setup_logging
 from appliance.errors import CONFIG_INVALID, ApplianceError
+from appliance.logs import setup_logging
 from appliance.marks import Mark, load_marks
 from appliance.output import JsonlWriter, TextWriter
 from appliance.pipeline import Event, analyse_blocks

@@ -45,7 +45,8 @@ def add_run_parsers(sub: Any) -> None:
     r.add_argument("--models-dir", type=Path, help="speech models folder")
     r.add_argument("--no-asr", action="store_true", help="acoustic cues only")
     r.add_argument("--host", help="dashboard address (overrides [dashboard] host)")
-    r.add_argument("--port", type=int, help="dashboard port (overrides [dashboard] port; 0 = any free port)")
+    r.add_argument("--port", type=int,
+                   help="dashboard port (overrides [dashboard] port; 0 = any free port)")
     r.add_argument("--replay", type=Path, metavar="CALL.wav",
                    help="replay a recording at real-time pace instead of capturing")
     r.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = real time)")
@@ -137,7 +138,9 @@ class Service:
     async def _readiness(self) -> None:
         """READY once audio flows; then a STATUS line every few seconds."""
         self.notifier.status(self.status_line())
-        while not self.runner.source.flowing:
+        while True:  # the sources have no "flowing" event; this is a cheap poll
+            if self.runner.source.flowing:
+                break
             await asyncio.sleep(0.1)
         self.notifier.ready(self.status_line())
         log.info("ready: audio flowing", extra={"fields": {"call": self.runner.engine.call_id}})

@@ -6,8 +6,11 @@ cd "$(dirname "$0")/.."
 
 # libportaudio2: live capture (sounddevice); espeak-ng + sox: the synthetic test corpus;
 # pulseaudio, pulseaudio-utils, libasound2-plugins: the real-device capture test;
-# chromium: the dashboard's browser test (headless, driven by tests/browser).
-packages=(libportaudio2 espeak-ng sox libsox-fmt-all pulseaudio pulseaudio-utils libasound2-plugins chromium)
+# chromium: the dashboard's browser test (headless, driven by tests/browser);
+# systemd: systemd-analyze verify/security for the service unit; iproute2 + util-linux:
+# the offline proof runs `appliance analyze` in a network namespace (unshare -n).
+packages=(libportaudio2 espeak-ng sox libsox-fmt-all pulseaudio pulseaudio-utils libasound2-plugins
+          chromium systemd iproute2 util-linux)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -1,0 +1,188 @@
+"""The live runner as a service: reload between calls, the call in progress kept at
+shutdown, watchdog ticks from the analysis loop; and ``appliance run`` end to end under a
+real NOTIFY_SOCKET (READY, WATCHDOG, STATUS, RELOADING, STOPPING, SIGHUP, SIGTERM)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from appliance.archive import CallRecord
+from appliance.config import config_from_dict
+from appliance.live import LiveRunner, ReplaySource
+from appliance.vad import SileroModel
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO = ROOT / "appliance" / "demo" / "demo_call.wav"
+
+
+class FakeArchive:
+    keeps_transcripts = False
+
+    def __init__(self) -> None:
+        self.records: list[CallRecord] = []
+
+    def record(self, rec: CallRecord) -> None:
+        self.records.append(rec)
+
+
+class CountingTicker:
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    def tick(self) -> None:
+        self.ticks += 1
+
+
+async def _run_for(runner: LiveRunner, seconds: float, actions=()) -> None:
+    task = asyncio.create_task(runner.run())
+    t0 = asyncio.get_running_loop().time()
+    for at, fn in actions:
+        await asyncio.sleep(max(0.0, t0 + at - asyncio.get_running_loop().time()))
+        fn()
+    await asyncio.sleep(max(0.0, t0 + seconds - asyncio.get_running_loop().time()))
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+def test_reload_applies_from_the_next_call_and_shutdown_keeps_the_call_in_progress() -> None:
+    cfg = config_from_dict({})
+    new = config_from_dict({"interruption": {"min_overlap_s": 2.5}})
+    archive = FakeArchive()
+    ticker = CountingTicker()
+    runner = LiveRunner(cfg, ReplaySource(DEMO, speed=20.0), SileroModel(),
+                        archive=archive, ticker=ticker)  # type: ignore[arg-type]
+    engines: list[Any] = []
+
+    def reload_now() -> None:
+        engines.append(runner.engine)
+        runner.reload(new)
+
+    asyncio.run(_run_for(runner, 2.2, [(0.3, reload_now), (1.2, runner.end_call)]))
+    first, = engines
+    assert first.cfg.interruption.min_overlap_s == 0.6  # the call in progress kept its cfg
+    assert runner.engine is not first and runner.engine.cfg is new
+    assert runner.calls == 2
+    # the first call ended by the key, the second by the shutdown: both archived
+    assert [r.call_id for r in archive.records] == ["call-1", "call-2"]
+    one, two = archive.records
+    assert one.summary["kind"] == "summary" and one.summary["data"]["language"] == "en"
+    assert one.summary["data"]["cues"].get("interruption") == 1  # the demo's at ~15 s
+    assert two.ended_at >= two.started_at >= one.ended_at
+    assert one.utterances == [] and ticker.ticks > 100
+
+
+def test_a_call_too_short_at_shutdown_is_not_summarised() -> None:
+    archive = FakeArchive()
+    runner = LiveRunner(config_from_dict({}), ReplaySource(DEMO, speed=1.0), SileroModel(),
+                        archive=archive)  # type: ignore[arg-type]
+    asyncio.run(_run_for(runner, 0.3))
+    assert archive.records == []
+
+
+class SilentSource:
+    flowing = False
+
+    async def run(self, queue) -> None:
+        await asyncio.sleep(3600)
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+
+def test_the_watchdog_is_ticked_while_waiting_for_audio_but_not_by_a_stuck_loop() -> None:
+    ticker = CountingTicker()
+    runner = LiveRunner(config_from_dict({}), SilentSource(), SileroModel(), ticker=ticker)
+    runner.idle_tick_s = 0.05
+    asyncio.run(_run_for(runner, 0.5))
+    assert 5 <= ticker.ticks <= 12
+
+    # an engine that hangs (a blocking call that never returns) stops the ticks
+    stuck = CountingTicker()
+    runner = LiveRunner(config_from_dict({}), ReplaySource(DEMO, speed=5.0), SileroModel(),
+                        ticker=stuck)
+    runner.idle_tick_s = 0.05
+
+    def hang(*_: Any) -> list[Any]:
+        time.sleep(0.6)
+        return []
+
+    runner.engine.push = hang  # type: ignore[method-assign]
+    asyncio.run(_run_for(runner, 0.7))
+    assert stuck.ticks <= 2
+
+
+# -- end to end: the real process under a real NOTIFY_SOCKET --------------------------------
+def _recv_until(sock: socket.socket, needle: str, timeout_s: float, got: list[str]) -> str:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            msg = sock.recv(4096).decode()
+        except TimeoutError:
+            break
+        got.append(msg)
+        if needle in msg:
+            return msg
+    raise AssertionError(f"no {needle!r} within {timeout_s} s; got {got[-5:]}")
+
+
+def test_appliance_run_speaks_sd_notify_reloads_and_stops_cleanly(tmp_path: Path) -> None:
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    conf = tmp_path / "appliance.toml"
+    conf.write_text('[dashboard]\nsnapshot_s = 0.5\n')
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    env.update(NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="1000000",
+               STATE_DIRECTORY=str(state), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", "run", "--config", str(conf), "--replay",
+         str(DEMO), "--speed", "4", "--port", "0", "--no-asr"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    got: list[str] = []
+    try:
+        ready = _recv_until(sock, "READY=1", 30, got)
+        assert "STATUS=Coaching call-1" in ready and f"MAINPID={proc.pid}" in ready
+        _recv_until(sock, "WATCHDOG=1", 3, got)
+        # a broken config is refused: the box runs on and says so
+        conf.write_text('[rate]\nmax_wpm = "fast"\n')
+        proc.send_signal(signal.SIGHUP)
+        _recv_until(sock, "RELOADING=1", 5, got)
+        refused = _recv_until(sock, "READY=1", 5, got)
+        assert "Reload refused (config.invalid)" in refused
+        _recv_until(sock, "WATCHDOG=1", 3, got)  # still alive and analysing
+        conf.write_text('[rate]\nmax_wpm = 160.0\n[dashboard]\nport = 9999\n')
+        proc.send_signal(signal.SIGHUP)
+        _recv_until(sock, "RELOADING=1", 5, got)
+        ok = _recv_until(sock, "READY=1", 5, got)
+        assert "STATUS=Coaching call-1" in ok  # the same call goes on
+        time.sleep(3.0)  # > 1 s of call audio at 4x
+        proc.send_signal(signal.SIGTERM)
+        _recv_until(sock, "STOPPING=1", 10, got)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        sock.close()
+    assert proc.returncode == 0, err
+    assert "config reload refused" in err and "[rate] max_wpm" in err
+    assert "apply only after a restart (systemctl restart appliance): dashboard.port" in err
+    # the call in progress at SIGTERM was summarised into the state directory
+    db = state / "summaries.sqlite3"
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        rows = con.execute("SELECT call_id, duration_s, language FROM calls").fetchall()
+    assert len(rows) == 1 and rows[0][0] == "call-1" and rows[0][2] == "en"
+    # nothing but the summary database under the state directory: no audio
+    files = sorted(p.name for p in state.rglob("*") if p.is_file())
+    assert all(f.startswith("summaries.sqlite3") for f in files), files
