@@ -209,8 +209,9 @@ class LiveRunner:
 
     async def analyse(self) -> None:
         while True:
-            try:
-                block = await asyncio.wait_for(self.queue.get(), self.idle_tick_s)
+            try:  # (not wait_for: on 3.11 it can swallow a cancel when a block is ready)
+                async with asyncio.timeout(self.idle_tick_s):
+                    block = await self.queue.get()
             except TimeoutError:  # no audio (yet): the loop itself is alive
                 if self.ticker is not None:
                     self.ticker.tick()
@@ -226,6 +227,7 @@ class LiveRunner:
                 self._emit(cue)
             if self.asr is not None:
                 self._apply_results(self.asr.poll())
+            await asyncio.sleep(0)  # a queue that never empties must not starve the rest
 
     async def snapshots(self) -> None:
         while True:
