@@ -23,8 +23,6 @@ from appliance.errors import ApplianceError
 
 log = logging.getLogger(__name__)
 
-SUMMARIES_FILE = "summaries.sqlite3"
-TRANSCRIPTS_DIR = "transcripts"
 _QUEUE_CALLS = 16
 
 
@@ -101,20 +99,22 @@ class CallArchive:
 
     # -- the writer thread ---------------------------------------------------------------
     def _open(self) -> None:
-        from appliance.store.summaries import SummaryStore
-        from appliance.store.transcripts import TranscriptStore
+        from appliance.store.summaries import SummaryStore, summaries_path
+        from appliance.store.transcripts import TranscriptStore, transcripts_dir
 
         if self.cfg.summaries:
-            path = self.state_dir / SUMMARIES_FILE
+            path = summaries_path(self.state_dir)
             try:
                 self._store = SummaryStore.open(
                     path, max_bytes=int(self.cfg.summaries_max_mb * 1024 * 1024),
                     keep_days=self.cfg.summaries_days)
-                log.info("call summaries kept in %s", path)
+                pruned = self._store.prune()  # limits lowered while the box was off
+                log.info("call summaries kept in %s", path,
+                         extra={"fields": {"calls": self._store.count(), "pruned": pruned}})
             except (ApplianceError, OSError) as exc:
                 log.error("call summaries will not be kept: %s", exc)
         if self.cfg.transcripts:
-            self._transcripts = TranscriptStore(self.state_dir / TRANSCRIPTS_DIR,
+            self._transcripts = TranscriptStore(transcripts_dir(self.state_dir),
                                                 self.cfg.transcript_days)
             try:
                 n = self._transcripts.expire(datetime.now(UTC))

@@ -8,9 +8,10 @@ cd "$(dirname "$0")/.."
 # pulseaudio, pulseaudio-utils, libasound2-plugins: the real-device capture test;
 # chromium: the dashboard's browser test (headless, driven by tests/browser);
 # systemd: systemd-analyze verify/security for the service unit; iproute2 + util-linux:
-# the offline proof runs `appliance analyze` in a network namespace (unshare -n).
+# the offline proof runs `appliance analyze` in a network namespace (unshare -n); strace:
+# the privacy tests trace the real service process for connects and file writes.
 packages=(libportaudio2 espeak-ng sox libsox-fmt-all pulseaudio pulseaudio-utils libasound2-plugins
-          chromium systemd iproute2 util-linux)
+          chromium systemd iproute2 util-linux strace)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
