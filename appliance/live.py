@@ -20,6 +20,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -109,6 +110,16 @@ class ReplaySource:
         self._last = time.monotonic()
 
 
+@dataclass(slots=True)
+class _Call:
+    """What belongs to one call while it is analysed (and while it is being closed)."""
+
+    engine: CallEngine
+    asr: Any
+    started_at: datetime
+    utterances: list[dict[str, Any]]
+
+
 class LiveRunner:
     def __init__(
         self,
@@ -137,6 +148,7 @@ class LiveRunner:
         self.idle_tick_s = 1.0
         """While no audio arrives the analysis loop still ticks the watchdog this often."""
         self._pending_end = False
+        self._closing: set[asyncio.Task[Summary]] = set()
         self._next_cfg: Config | None = None
         self._new_call()
         for m in marks:  # hold marks known in advance (a replayed recording's marks file)
@@ -175,37 +187,48 @@ class LiveRunner:
         self.cue_counts[ev.kind] += 1
         self.publish(ev.to_json())
 
-    def _apply_results(self, results: list[Any]) -> None:
+    def _apply_results(self, results: list[Any], call: _Call | None = None) -> None:
+        call = call or self._call()
         keep = self.archive is not None and self.archive.keeps_transcripts
         for words, transcript in results:
-            for cue in self.engine.add_words(words):
+            for cue in call.engine.add_words(words):
                 self._emit(cue)
             if keep and transcript is not None:  # masked in to_json; memory until the end
-                self._utterances.append(TranscriptEvent(
-                    self.engine.t_s, transcript.party, transcript.text, transcript.start_s,
+                call.utterances.append(TranscriptEvent(
+                    call.engine.t_s, transcript.party, transcript.text, transcript.start_s,
                     transcript.end_s).to_json())
 
-    async def finish_call(self, *, next_call: bool = True) -> Summary:
-        """Close the call: the recognizer's last words, the closing cues, the summary (to
-        the page and the archive); then, unless shutting down, start the next call."""
-        if self.asr is not None:
-            self._apply_results(await asyncio.to_thread(self.asr.finish, 5.0))
-            self.engine.summary_extra["asr"] = self.asr.stats()
-        cues, summary = self.engine.finish()
+    def _call(self) -> _Call:
+        return _Call(self.engine, self.asr, self._started_at, self._utterances)
+
+    async def _close(self, call: _Call, ended_at: datetime) -> Summary:
+        """The recognizer's last words, the closing cues, the summary (to the page and the
+        archive).  Runs beside the next call: waiting for the recognizer never stalls the
+        analysis of new audio."""
+        if call.asr is not None:
+            self._apply_results(await asyncio.to_thread(call.asr.finish, 5.0), call)
+            call.engine.summary_extra["asr"] = call.asr.stats()
+        cues, summary = call.engine.finish()
         for cue in cues:
             self._emit(cue)
         summary.data["language"] = self.lang
         self._emit(summary)
         if self.archive is not None:
             self.archive.record(CallRecord(
-                self.engine.call_id, self.lang, self._started_at, datetime.now(UTC),
-                summary.to_json(), self._utterances))
+                call.engine.call_id, self.lang, call.started_at, ended_at,
+                summary.to_json(), call.utterances))
         log.info("call ended", extra={"fields": {
-            "call": self.engine.call_id, "audio_s": round(self.engine.t_s, 1),
+            "call": call.engine.call_id, "audio_s": round(call.engine.t_s, 1),
             "cues": sum(dict(summary.data.get("cues") or {}).values())}})
+        return summary
+
+    async def finish_call(self, *, next_call: bool = True) -> Summary:
+        """Close the call in progress (see :meth:`_close`); unless shutting down, the next
+        call starts at once."""
+        call, ended_at = self._call(), datetime.now(UTC)
         if next_call:
             self._new_call()
-        return summary
+        return await self._close(call, ended_at)
 
     async def analyse(self) -> None:
         while True:
@@ -222,7 +245,10 @@ class LiveRunner:
                 break
             if self._pending_end:
                 self._pending_end = False
-                await self.finish_call()
+                closing = asyncio.create_task(self._close(self._call(), datetime.now(UTC)))
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+                self._new_call()
             for cue in self.engine.push(block.agent, block.customer):
                 self._emit(cue)
             if self.asr is not None:
@@ -248,6 +274,8 @@ class LiveRunner:
 
     async def _shutdown(self) -> None:
         """Stopping: the call in progress is summarised and archived, not lost."""
+        if self._closing:  # calls ended by the key whose summary is still being made
+            await asyncio.gather(*self._closing, return_exceptions=True)
         if self.engine.t_s >= MIN_CALL_S:
             try:
                 await self.finish_call(next_call=False)

@@ -197,3 +197,32 @@ def test_appliance_run_speaks_sd_notify_reloads_and_stops_cleanly(tmp_path: Path
     # nothing but the summary database under the state directory: no audio
     files = sorted(p.name for p in state.rglob("*") if p.is_file())
     assert all(f.startswith("summaries.sqlite3") for f in files), files
+
+
+class SlowFinishAsr:
+    """A recognizer whose final flush takes a while (a long utterance being decoded)."""
+
+    def tap(self, ctx: Any, window: Any) -> None:
+        pass
+
+    def poll(self) -> list[Any]:
+        return []
+
+    def finish(self, timeout_s: float | None = None) -> list[Any]:
+        time.sleep(1.0)
+        return []
+
+    def stats(self) -> dict[str, Any]:
+        return {"slow": True}
+
+
+def test_ending_a_call_never_stalls_the_analysis_of_the_next() -> None:
+    archive = FakeArchive()
+    cfg = config_from_dict({"audio": {"queue_s": 0.5}})  # 0.5 s of audio = 0.1 s at 5x
+    runner = LiveRunner(cfg, ReplaySource(DEMO, speed=5.0), SileroModel(),
+                        make_asr=SlowFinishAsr, archive=archive)  # type: ignore[arg-type]
+    asyncio.run(_run_for(runner, 2.0, [(0.4, runner.end_call)]))
+    assert runner.queue.dropped == 0  # the 1 s flush ran beside the new call
+    assert [r.call_id for r in archive.records] == ["call-1", "call-2"]
+    assert archive.records[0].summary["data"]["asr"] == {"slow": True}
+    assert archive.records[0].ended_at <= archive.records[1].started_at
