@@ -1,10 +1,11 @@
 """``appliance run`` (live at the desk, or as the systemd service) and ``appliance devices``.
 
-Under systemd (``Type=notify``) the process says READY once audio flows and the speech model
-(if any) is loaded, pings the watchdog from the analysis loop, keeps a one-line STATUS, and
-says STOPPING while it saves the call in progress.  SIGHUP re-reads the config file: a valid
-one applies from the next call (see :mod:`appliance.reload`), an invalid one is refused
-with its error in the log and the STATUS line, and the box keeps running as it was.
+Under systemd (``Type=notify``) the process says READY once audio flows and the speech
+model (if any) is loaded (or, degraded, after ``NO_AUDIO_READY_S`` without audio), pings the
+watchdog from the analysis loop, keeps a one-line STATUS, and says STOPPING while it saves
+the call in progress.  SIGHUP re-reads the config file: a valid one applies from the next
+call (see :mod:`appliance.reload`), an invalid one is refused with its error in the log and
+the STATUS line, and the box keeps running as it was.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ from appliance.vad import SileroModel
 log = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 10.0
+NO_AUDIO_READY_S = 90.0
+"""Without audio this long after start the service says READY anyway, degraded (below the
+unit's TimeoutStartSec=120): the dashboard stays up showing "No audio" and capture keeps
+retrying, instead of systemd restarting the whole box every two minutes while the headset
+is unplugged."""
 
 
 def add_run_parsers(sub: Any) -> None:
@@ -90,6 +96,7 @@ class Service:
         self.url = ""
         self.reloads = 0
         self.reload_error = ""
+        self.no_audio_ready_s = NO_AUDIO_READY_S
 
     def reload(self) -> bool:
         """SIGHUP: re-read and validate the config file; True when it was taken."""
@@ -138,12 +145,22 @@ class Service:
     async def _readiness(self) -> None:
         """READY once audio flows; then a STATUS line every few seconds."""
         self.notifier.status(self.status_line())
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.no_audio_ready_s
         while True:  # the sources have no "flowing" event; this is a cheap poll
             if self.runner.source.flowing:
+                self.notifier.ready(self.status_line())
+                log.info("ready: audio flowing",
+                         extra={"fields": {"call": self.runner.engine.call_id}})
+                break
+            if loop.time() >= give_up:
+                self.notifier.ready("Degraded: " + self.status_line()
+                                    + " (check the headset; appliance doctor)")
+                log.error("no audio %.0f s after start: running degraded until it arrives "
+                          "(check the headset and [audio] wiring; appliance doctor)",
+                          self.no_audio_ready_s)
                 break
             await asyncio.sleep(0.1)
-        self.notifier.ready(self.status_line())
-        log.info("ready: audio flowing", extra={"fields": {"call": self.runner.engine.call_id}})
         while True:
             await asyncio.sleep(STATUS_EVERY_S)
             self.notifier.status(self.status_line())

@@ -226,3 +226,61 @@ def test_ending_a_call_never_stalls_the_analysis_of_the_next() -> None:
     assert [r.call_id for r in archive.records] == ["call-1", "call-2"]
     assert archive.records[0].summary["data"]["asr"] == {"slow": True}
     assert archive.records[0].ended_at <= archive.records[1].started_at
+
+
+class RecordingNotifier:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def ready(self, status: str) -> bool:
+        self.sent.append(("ready", status))
+        return True
+
+    def status(self, text: str) -> bool:
+        self.sent.append(("status", text))
+        return True
+
+    def tick(self) -> None:
+        pass
+
+
+def _service(source: Any, notifier: RecordingNotifier) -> Any:
+    import argparse
+
+    from appliance.cli_run import Service
+
+    cfg = config_from_dict({"audio": {"device": "USB Headset"}})
+    args = argparse.Namespace(host=None, port=None, replay=None, log_level=None)
+    runner = LiveRunner(cfg, source, SileroModel())
+    return Service(args, cfg, None, runner, notifier, FakeArchive())  # type: ignore[arg-type]
+
+
+def test_ready_waits_for_audio_then_degrades_instead_of_a_restart_loop() -> None:
+    notifier = RecordingNotifier()
+    service = _service(SilentSource(), notifier)
+    service.no_audio_ready_s = 0.3
+
+    async def go() -> None:
+        task = asyncio.create_task(service._readiness())
+        await asyncio.sleep(0.2)
+        assert [k for k, _ in notifier.sent] == ["status"]  # not READY without audio ...
+        await asyncio.sleep(0.3)
+        task.cancel()
+
+    asyncio.run(go())
+    kind, text = notifier.sent[1]
+    assert kind == "ready" and text.startswith("Degraded: Waiting for audio from USB Headset")
+    assert "appliance doctor" in text
+
+    flowing = SilentSource()
+    flowing.flowing = True
+    notifier = RecordingNotifier()
+    service = _service(flowing, notifier)
+
+    async def go2() -> None:
+        task = asyncio.create_task(service._readiness())
+        await asyncio.sleep(0.2)
+        task.cancel()
+
+    asyncio.run(go2())
+    assert notifier.sent[1][0] == "ready" and notifier.sent[1][1].startswith("Coaching call-1")
