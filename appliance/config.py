@@ -333,7 +333,7 @@ def _check_relations(cfg: Config, src: str) -> None:
         raise _bad(src, "[audio] wiring", f"{cfg.audio.wiring!r}: allowed stereo, two_devices")
     if cfg.audio.wiring == "stereo" and cfg.audio.agent_channel == cfg.audio.customer_channel:
         raise _bad(src, "[audio] agent_channel", "must differ from customer_channel")
-    if cfg.dashboard.enabled and not cfg.dashboard.token and not _is_loopback(cfg.dashboard.host):
+    if cfg.dashboard.enabled and not cfg.dashboard.token and not is_loopback(cfg.dashboard.host):
         raise _bad(src, "[dashboard] host", f"{cfg.dashboard.host!r} is beyond loopback: set "
                    "[dashboard] token (or APPLIANCE_DASHBOARD_TOKEN, or the dashboard-token "
                    "credential), or bind 127.0.0.1")
@@ -348,7 +348,8 @@ def _check_relations(cfg: Config, src: str) -> None:
                    "two_devices wiring needs agent_device and customer_device")
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (an empty host means every address)."""
     import ipaddress
 
     if host.lower() == "localhost":

@@ -521,7 +521,14 @@ def _drive_dashboard(spec: dict[str, Any]) -> None:
         steps = [(20.0, "/hold", b'{"action": "start"}'), (28.0, "/hold", b'{"action": "end"}'),
                  (32.0, "/end", b"")]  # audio seconds at which the agent presses the keys
         buf, audio_t, head = b"", 0.0, True
-        while time.monotonic() - t0 < spec["client_s"]:
+        def reading() -> bool:
+            elapsed = time.monotonic() - t0
+            # after End the summary waits for the recognizer's backlog (up to 5 s, longer
+            # under strace): give it until just before the service is stopped
+            waiting = not steps and not got["summaries"] and elapsed < spec["service_s"] - 1.0
+            return elapsed < spec["client_s"] or waiting
+
+        while reading():
             try:
                 chunk: bytes | None = sse.recv(65536)
             except TimeoutError:

@@ -10,13 +10,14 @@ here ever raises anything else for bad input.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from appliance.config import is_loopback  # noqa: F401  (re-exported for the server)
 
 REASONS: dict[int, str] = {
     200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
@@ -166,16 +167,6 @@ def response(status: int, body: bytes = b"", content_type: str = "text/plain; ch
 
 def error_response(err: HttpError) -> bytes:
     return response(err.status, (err.reason + "\n").encode("utf-8"), headers=err.headers)
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback addresses (an empty host means every address)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def hostname(host_header: str) -> str:
