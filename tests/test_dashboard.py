@@ -6,6 +6,7 @@ import asyncio
 import copy
 import hmac
 import json
+import logging
 import math
 import re
 import shutil
@@ -503,3 +504,22 @@ def test_page_in_headless_chromium(tmp_path: Path) -> None:
     keep.mkdir(exist_ok=True)
     for f in shots.iterdir():
         shutil.copy(f, keep / f.name)
+
+
+def test_stopping_with_a_page_connected_is_quiet(caplog: pytest.LogCaptureFixture) -> None:
+    """A connected SSE page must not turn the shutdown into an asyncio error traceback."""
+
+    async def go() -> None:
+        server = DashboardServer("127.0.0.1", 0)
+        await server.start()
+        _, w = await asyncio.open_connection("127.0.0.1", server.port)
+        w.write(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
+        await w.drain()
+        await asyncio.sleep(0.2)
+        await server.stop()
+        w.close()
+        await asyncio.sleep(0.05)
+
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(go())
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

@@ -223,7 +223,10 @@ class DashboardServer:
         except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:
-            raise
+            # Stopping the server cancels this connection's task.  This task is the top of
+            # its stack, so the cancel ends here: re-raised, Python 3.11's start_server
+            # callback logs a spurious "Exception in callback" with a traceback.
+            return
         except Exception:  # a bug must cost one request, never the server
             log.exception("dashboard request failed")
             with contextlib.suppress(Exception):
