@@ -16,6 +16,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -97,10 +98,23 @@ class Service:
         self.reloads = 0
         self.reload_error = ""
         self.no_audio_ready_s = NO_AUDIO_READY_S
+        self.started_s = time.monotonic()
+        """When the process started (the READY deadline counts the model load too)."""
+        self.stopping = False
 
     def reload(self) -> bool:
-        """SIGHUP: re-read and validate the config file; True when it was taken."""
+        """SIGHUP: re-read and validate the config file; True when it was taken.  Whatever
+        happens, READY=1 follows RELOADING=1 (systemd would otherwise wait in "reloading")."""
         self.notifier.reloading()
+        try:
+            return self._reload()
+        except Exception as exc:  # a bug must not leave the unit "reloading" or kill the box
+            log.error("config reload failed: %s; running on with the previous configuration",
+                      type(exc).__name__)
+            self.notifier.ready("Reload failed; running with the previous configuration")
+            return False
+
+    def _reload(self) -> bool:
         try:
             new = load_config(self.config_path, os.environ)
         except ApplianceError as exc:
@@ -145,15 +159,14 @@ class Service:
     async def _readiness(self) -> None:
         """READY once audio flows; then a STATUS line every few seconds."""
         self.notifier.status(self.status_line())
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + self.no_audio_ready_s
+        give_up = self.started_s + self.no_audio_ready_s  # from process start (model load)
         while True:  # the sources have no "flowing" event; this is a cheap poll
             if self.runner.source.flowing:
                 self.notifier.ready(self.status_line())
                 log.info("ready: audio flowing",
                          extra={"fields": {"call": self.runner.engine.call_id}})
                 break
-            if loop.time() >= give_up:
+            if time.monotonic() >= give_up:
                 self.notifier.ready("Degraded: " + self.status_line()
                                     + " (check the headset; appliance doctor)")
                 log.error("no audio %.0f s after start: running degraded until it arrives "
@@ -181,23 +194,34 @@ class Service:
         loop = asyncio.get_running_loop()
         task = asyncio.create_task(self.runner.run())
         ready = asyncio.create_task(self._readiness())
+        def stop() -> None:  # the first SIGTERM/SIGINT only: a second one must not cut
+            if self.stopping:  # short the saving of the call in progress
+                log.warning("already stopping: saving the call in progress")
+                return
+            self.stopping = True
+            self.notifier.stopping("Stopping: saving the call in progress")
+            log.warning("stopping")
+            task.cancel()
+
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, task.cancel)
+                loop.add_signal_handler(sig, stop)
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signal.SIGHUP, self.reload)
         try:
             await task
         except asyncio.CancelledError:
-            log.warning("stopping")
+            pass
         finally:
             ready.cancel()
-            self.notifier.stopping("Stopping: saving the call in progress")
+            if not self.stopping:
+                self.notifier.stopping("Stopping")
             if server is not None:
                 await server.stop()
 
 
 def run_live(args: argparse.Namespace) -> int:
+    started_s = time.monotonic()
     env = os.environ
     config_path = args.config or default_config_path(env)
     cfg = load_config(config_path, env)
@@ -215,6 +239,7 @@ def run_live(args: argparse.Namespace) -> int:
                         ticker=notifier)
     archive.start()
     service = Service(args, cfg, config_path, runner, notifier, archive)
+    service.started_s = started_s
     try:
         asyncio.run(service.serve())
     finally:

@@ -147,7 +147,8 @@ class LiveRunner:
         self.calls = 0
         self.idle_tick_s = 1.0
         """While no audio arrives the analysis loop still ticks the watchdog this often."""
-        self._pending_end = False
+        self._pending_end: datetime | None = None
+        """When the End key was pressed (the call is closed at the next block)."""
         self._closing: set[asyncio.Task[Summary]] = set()
         self._next_cfg: Config | None = None
         self._new_call()
@@ -180,7 +181,7 @@ class LiveRunner:
 
     def end_call(self) -> None:
         """The dashboard's end key: summarise this call at the next block, start anew."""
-        self._pending_end = True
+        self._pending_end = datetime.now(UTC)
 
     # -- the analysis loop ------------------------------------------------------------------
     def _emit(self, ev: Cue | Summary) -> None:
@@ -243,9 +244,9 @@ class LiveRunner:
                 self.ticker.tick()
             if block is None:
                 break
-            if self._pending_end:
-                self._pending_end = False
-                closing = asyncio.create_task(self._close(self._call(), datetime.now(UTC)))
+            if self._pending_end is not None:
+                pressed, self._pending_end = self._pending_end, None
+                closing = asyncio.create_task(self._close(self._call(), pressed))
                 self._closing.add(closing)
                 closing.add_done_callback(self._closing.discard)
                 self._new_call()
@@ -275,7 +276,10 @@ class LiveRunner:
     async def _shutdown(self) -> None:
         """Stopping: the call in progress is summarised and archived, not lost."""
         if self._closing:  # calls ended by the key whose summary is still being made
-            await asyncio.gather(*self._closing, return_exceptions=True)
+            for outcome in await asyncio.gather(*self._closing, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    log.error("a call ended by the End key could not be summarised: %s",
+                              type(outcome).__name__)
         if self.engine.t_s >= MIN_CALL_S:
             try:
                 await self.finish_call(next_call=False)

@@ -108,7 +108,7 @@ def test_the_watchdog_is_ticked_while_waiting_for_audio_but_not_by_a_stuck_loop(
     runner = LiveRunner(config_from_dict({}), SilentSource(), SileroModel(), ticker=ticker)
     runner.idle_tick_s = 0.05
     asyncio.run(_run_for(runner, 0.5))
-    assert 5 <= ticker.ticks <= 12 and ticker.max_gap_s() < 0.2
+    assert 5 <= ticker.ticks <= 12 and ticker.max_gap_s() < 0.35
 
     # an engine stuck in a blocking call stops the ticks for as long as it is stuck (the
     # service watchdog then restarts the process); a healthy one ticks every block
@@ -116,7 +116,7 @@ def test_the_watchdog_is_ticked_while_waiting_for_audio_but_not_by_a_stuck_loop(
     runner = LiveRunner(config_from_dict({}), ReplaySource(DEMO, speed=5.0), SileroModel(),
                         ticker=healthy)
     asyncio.run(_run_for(runner, 0.7))
-    assert healthy.ticks > 50 and healthy.max_gap_s() < 0.2
+    assert healthy.ticks > 50 and healthy.max_gap_s() < 0.35
     stuck = CountingTicker()
     runner = LiveRunner(config_from_dict({}), ReplaySource(DEMO, speed=5.0), SileroModel(),
                         ticker=stuck)
@@ -218,7 +218,7 @@ class SlowFinishAsr:
 
 def test_ending_a_call_never_stalls_the_analysis_of_the_next() -> None:
     archive = FakeArchive()
-    cfg = config_from_dict({"audio": {"queue_s": 0.5}})  # 0.5 s of audio = 0.1 s at 5x
+    cfg = config_from_dict({"audio": {"queue_s": 2.0}})  # 2 s of audio = 0.4 s at 5x < 1 s
     runner = LiveRunner(cfg, ReplaySource(DEMO, speed=5.0), SileroModel(),
                         make_asr=SlowFinishAsr, archive=archive)  # type: ignore[arg-type]
     asyncio.run(_run_for(runner, 2.0, [(0.4, runner.end_call)]))
@@ -284,3 +284,64 @@ def test_ready_waits_for_audio_then_degrades_instead_of_a_restart_loop() -> None
 
     asyncio.run(go2())
     assert notifier.sent[1][0] == "ready" and notifier.sent[1][1].startswith("Coaching call-1")
+
+
+class OrderedNotifier(RecordingNotifier):
+    def stopping(self, status: str) -> bool:
+        self.sent.append(("stopping", status))
+        return True
+
+    def reloading(self) -> bool:
+        self.sent.append(("reloading", ""))
+        return True
+
+
+class OrderedArchive(FakeArchive):
+    def __init__(self, notifier: OrderedNotifier) -> None:
+        super().__init__()
+        self.notifier = notifier
+
+    def record(self, rec: CallRecord) -> None:
+        self.notifier.sent.append(("archived", rec.call_id))
+        super().record(rec)
+
+
+def test_a_second_sigterm_does_not_cut_short_the_saving_of_the_call() -> None:
+    import argparse
+
+    from appliance.cli_run import Service
+
+    notifier = OrderedNotifier()
+    archive = OrderedArchive(notifier)
+    cfg = config_from_dict({"dashboard": {"enabled": False}})
+    runner = LiveRunner(cfg, ReplaySource(DEMO, speed=10.0), SileroModel(),
+                        make_asr=SlowFinishAsr, archive=archive)  # type: ignore[arg-type]
+    args = argparse.Namespace(host=None, port=None, replay=DEMO, log_level=None)
+    service = Service(args, cfg, None, runner, notifier, archive)  # type: ignore[arg-type]
+
+    async def go() -> None:
+        serving = asyncio.create_task(service.serve())
+        await asyncio.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.sleep(0.3)  # the recognizer's 1 s flush is under way
+        os.kill(os.getpid(), signal.SIGTERM)
+        await serving
+
+    asyncio.run(go())
+    kinds = [k for k, _ in notifier.sent]
+    assert kinds.count("stopping") == 1
+    assert kinds.index("stopping") < kinds.index("archived")  # STOPPING while it saves
+    assert [r.call_id for r in archive.records] == ["call-1"]
+
+
+def test_a_reload_that_breaks_unexpectedly_still_says_ready(monkeypatch) -> None:
+    notifier = OrderedNotifier()
+    service = _service(SilentSource(), notifier)
+
+    def boom(*_: Any, **__: Any) -> Any:
+        raise RuntimeError("unexpected")
+
+    monkeypatch.setattr("appliance.cli_run.load_config", boom)
+    assert service.reload() is False
+    assert [k for k, _ in notifier.sent] == ["reloading", "ready"]
+    assert "previous configuration" in notifier.sent[-1][1]
