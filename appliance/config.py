@@ -20,6 +20,8 @@ from appliance.config_env import apply_env, overridden_by
 from appliance.errors import CONFIG_INVALID, CONFIG_NOT_FOUND, ApplianceError
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+SECRET_KEYS = frozenset({"token"})
+"""Keys whose values never appear in an error message (they end up in the journal)."""
 
 
 def _f(default: Any, lo: float | None = None, hi: float | None = None, unit: str = "") -> Any:
@@ -303,7 +305,8 @@ def _build(cls: type, raw: dict[str, Any], src: str, section: str) -> Any:
             kwargs[name] = value
         elif hint is str:
             if not isinstance(value, str):
-                raise _bad(src, where, f"must be a string, not {value!r}")
+                shown = "a secret" if name in SECRET_KEYS else repr(value)
+                raise _bad(src, where, f"must be a string, not {shown}")
             if name == "language" and not value:
                 raise _bad(src, where, "must be a language code like en, de, fr")
             kwargs[name] = value

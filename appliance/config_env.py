@@ -66,18 +66,27 @@ def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
                                      f"not {text!r}") from None
         if var == "APPLIANCE_LOG_LEVEL":
             value = text.lower()
-        table = out.setdefault(section, {}) if section else out
-        if not isinstance(table, dict):
-            raise ApplianceError(CONFIG_INVALID, f"[{section}] must be a table")
-        table[key] = value
+        _table(out, section)[key] = value
     cred_dir = env.get("CREDENTIALS_DIRECTORY")
     if cred_dir:
         cred = Path(cred_dir) / TOKEN_CREDENTIAL
-        if cred.is_file():
-            token = cred.read_text(encoding="utf-8").strip()
-            if token:
-                out.setdefault("dashboard", {})["token"] = token
+        try:
+            token = cred.read_text(encoding="utf-8").strip() if cred.is_file() else ""
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ApplianceError(CONFIG_INVALID, f"credential {TOKEN_CREDENTIAL}: cannot "
+                                 f"read it ({type(exc).__name__})") from None
+        if token:
+            _table(out, "dashboard")["token"] = token
     return out
+
+
+def _table(raw: dict[str, Any], section: str) -> dict[str, Any]:
+    if not section:
+        return raw
+    table = raw.setdefault(section, {})
+    if not isinstance(table, dict):
+        raise ApplianceError(CONFIG_INVALID, f"[{section}] must be a table")
+    return table
 
 
 def overridden_by(env: Mapping[str, str]) -> list[str]:
@@ -92,11 +101,21 @@ def default_config_path(env: Mapping[str, str]) -> Path | None:
     return SYSTEM_CONFIG if SYSTEM_CONFIG.is_file() else None
 
 
+SERVICE_UNIT = Path("/etc/systemd/system/appliance.service")
+"""Where ``appliance install-service`` puts the unit."""
+SERVICE_STATE_DIR = Path("/var/lib/appliance")
+"""The unit's ``StateDirectory=appliance`` (with DynamicUser a link into /var/lib/private)."""
+
+
 def resolve_state_dir(config_value: str, env: Mapping[str, str]) -> Path:
     """``[storage] state_dir`` (already env-overridden), else systemd's STATE_DIRECTORY
-    (the first entry), else ~/.local/state/appliance."""
+    (the first entry), else the service's /var/lib/appliance when the service is installed
+    (so ``summaries export`` and ``doctor`` run by IT look where the service writes), else
+    ~/.local/state/appliance."""
     if config_value:
         return Path(config_value).expanduser()
     if env.get("STATE_DIRECTORY"):
         return Path(env["STATE_DIRECTORY"].split(":")[0])
+    if SERVICE_UNIT.is_file():
+        return SERVICE_STATE_DIR
     return Path.home() / ".local" / "state" / "appliance"

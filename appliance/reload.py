@@ -1,9 +1,9 @@
 """What a configuration reload (SIGHUP, ``systemctl reload appliance``) can change live.
 
 Cue thresholds apply from the next call (the call in progress keeps the ones it started
-with, so its cues stay consistent); the log level and the storage limits apply at once;
-the rest (audio wiring, language and model, dashboard address and token, where and what
-is stored, log format) is bound at start-up and needs a restart.
+with, so its cues stay consistent); the log level applies at once, the storage limits from
+the next write; the rest (audio wiring, language and model, dashboard address and token,
+where and what is stored, log format) is bound at start-up and needs a restart.
 """
 
 from __future__ import annotations

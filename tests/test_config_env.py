@@ -78,7 +78,10 @@ def test_default_config_path_and_state_dir(tmp_path: Path, monkeypatch) -> None:
     assert resolve_state_dir("/srv/a", {"STATE_DIRECTORY": "/var/lib/b"}) == Path("/srv/a")
     assert resolve_state_dir("", {"STATE_DIRECTORY": "/var/lib/b:/var/lib/c"}) == \
         Path("/var/lib/b")
+    monkeypatch.setattr("appliance.config_env.SERVICE_UNIT", tmp_path / "no.service")
     assert resolve_state_dir("", {}) == Path.home() / ".local/state/appliance"
+    (tmp_path / "no.service").write_text("[Service]\n")  # installed: where it writes
+    assert resolve_state_dir("", {}) == Path("/var/lib/appliance")
     cfg = load_config(None, {"APPLIANCE_STATE_DIR": str(tmp_path)})
     assert resolve_state_dir(cfg.storage.state_dir, {"STATE_DIRECTORY": "/v"}) == tmp_path
 
@@ -101,3 +104,26 @@ def test_reload_tells_live_settings_from_restart_ones() -> None:
                              "dashboard": {"port": 9000, "token": "abc"}})
     assert restart_needed(old, new2) == ["language", "audio.device", "dashboard.port",
                                          "dashboard.token"]
+
+
+def test_a_misplaced_token_is_never_echoed(tmp_path: Path) -> None:
+    f = tmp_path / "a.toml"
+    f.write_text("[dashboard]\ntoken = 82736451\n")
+    with pytest.raises(ApplianceError) as exc:
+        load_config(f)
+    assert "82736451" not in str(exc.value) and "[dashboard] token" in exc.value.message
+
+
+def test_credential_and_table_problems_are_config_errors(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "dashboard-token").write_bytes(b"\xff\xfe not utf-8")
+    with pytest.raises(ApplianceError, match="credential dashboard-token: cannot read"):
+        load_config(None, {"CREDENTIALS_DIRECTORY": str(creds)})
+    (creds / "dashboard-token").write_text("tok")
+    f = tmp_path / "a.toml"
+    f.write_text("dashboard = 5\n")
+    with pytest.raises(ApplianceError, match=r"\[dashboard\] must be a table"):
+        load_config(f, {"CREDENTIALS_DIRECTORY": str(creds)})
+    with pytest.raises(ApplianceError, match=r"\[dashboard\] must be a table"):
+        load_config(f, {"APPLIANCE_DASHBOARD_PORT": "9000"})

@@ -25,7 +25,6 @@ from collections.abc import Callable, Mapping
 
 log = logging.getLogger(__name__)
 
-SEND_TIMEOUT_S = 1.0
 """Longest a send may block (systemd's queue full): bounded, so the loop never hangs on it."""
 MAX_STATUS_CHARS = 1000
 """STATUS is cut to this length: systemd drops datagrams beyond its 4 KiB buffer."""
@@ -99,7 +98,8 @@ class Notifier:
             try:
                 self._sock = socket.socket(socket.AF_UNIX,
                                            socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-                self._sock.settimeout(SEND_TIMEOUT_S)
+                # never block the event loop: a full queue at the manager is a counted drop
+                self._sock.setblocking(False)
             except OSError as exc:  # out of descriptors, AF_UNIX filtered: carry on silent
                 log.warning("cannot open a socket to notify the service manager: %s", exc)
                 self._address = None
