@@ -4,15 +4,14 @@ device (a private PulseAudio null sink playing the demo call)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
+import os
 import re
 import socket
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -25,14 +24,14 @@ from appliance.audio import capture, devices
 from appliance.cli import main
 from appliance.config import AsrConfig, AudioConfig, DashboardConfig, StorageConfig
 from appliance.config_env import ENV_OVERRIDES
-from appliance.dashboard.server import DashboardServer
 from appliance.doctor import system
 from appliance.doctor.audio_check import check_audio_devices, listen
 from appliance.doctor.check import MIB, Check, guarded
 from appliance.doctor.config_check import check_config
-from appliance.doctor.dashboard_check import check_dashboard
+from appliance.doctor.dashboard_check import check_dashboard, try_bind
 from appliance.doctor.levels import judge_levels, measure, meter, same_signal
 from appliance.doctor.model_check import check_speech_model, check_vad
+from appliance.doctor.port_owner import PortOwner, listening_inodes, port_owners
 from appliance.doctor.report import exit_code, write_text
 from appliance.doctor.run import DEFAULTS_NOTE, DoctorOptions, run_checks
 from appliance.doctor.system import (
@@ -50,6 +49,7 @@ from tests.test_capture import FakeSD, const, dev
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "tok-Sekr1t-4242"
+DEMO = Path(__file__).resolve().parent.parent / "appliance" / "demo" / "demo_call.wav"
 ENV_NAMES = [*ENV_OVERRIDES, "APPLIANCE_CONFIG", "APPLIANCE_MODELS_DIR",
              "CREDENTIALS_DIRECTORY", "STATE_DIRECTORY"]
 
@@ -278,52 +278,67 @@ def test_vad_model_present_and_hash_checked(tmp_path):
 
 
 # -- 4. dashboard ------------------------------------------------------------------------------
-@contextlib.contextmanager
-def running_dashboard(token: str = "") -> Iterator[DashboardServer]:
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    server = DashboardServer("127.0.0.1", 0, token=token)
-    try:
-        asyncio.run_coroutine_threadsafe(server.start(), loop).result(5)
-        yield server
-    finally:
-        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(5)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(5)
-        loop.close()
-
-
-def test_dashboard_port_free_in_use_or_served_by_the_appliance():
+def test_dashboard_port_free_in_use_or_served_by_the_appliance(tmp_path):
     port = free_port()
     c = check_dashboard(DashboardConfig(port=port))
     assert c.status == "ok" and f"http://127.0.0.1:{port}/" in c.detail and "free" in c.detail
     assert check_dashboard(DashboardConfig(enabled=False)).status == "ok"
 
-    with socket.socket() as other:
+    with socket.socket() as other:  # held by this test process: not an appliance
         other.bind(("127.0.0.1", 0))
         other.listen()
         taken = int(other.getsockname()[1])
-        c = check_dashboard(DashboardConfig(port=taken), timeout_s=0.5)
+        c = check_dashboard(DashboardConfig(port=taken))
     assert c.status == "fail" and "in use by another process" in c.detail
+    assert f"pid {os.getpid()}" in c.detail and "pytest" in c.detail
     assert "change [dashboard] port or stop it" in c.fix
 
-    with running_dashboard() as server:
-        c = check_dashboard(DashboardConfig(port=server.port))
-    assert c.status == "ok" and "served by a running appliance" in c.detail, c
+    # a real `appliance run` holding the port: told apart through /proc, no connection
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    env["STATE_DIRECTORY"] = str(tmp_path / "state")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "appliance.cli", "run", "--replay", str(DEMO), "--no-asr",
+         "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while try_bind("127.0.0.1", port) is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        c = check_dashboard(DashboardConfig(port=port, token=TOKEN))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert c.status == "ok" and f"served by a running appliance (pid {proc.pid})" in c.detail
+    assert TOKEN not in c.detail + c.fix
 
 
-def test_dashboard_served_with_a_token():
-    with running_dashboard(token=TOKEN) as server:
-        good = check_dashboard(DashboardConfig(port=server.port, token=TOKEN))
-        other = check_dashboard(DashboardConfig(port=server.port, token="another"))
-    assert good.status == "ok" and "served by a running appliance" in good.detail
-    assert other.status == "warn" and "refuses the configured token" in other.detail
-    assert TOKEN not in good.detail + other.detail + other.fix
+def test_dashboard_beyond_loopback():
     c = check_dashboard(DashboardConfig(host="192.0.2.1", port=free_port(), token="t"))
     assert c.status == "fail" and "not an address of this machine" in c.detail
     naked = check_dashboard(DashboardConfig(host="0.0.0.0", port=free_port()))
     assert naked.status == "fail" and "token" in naked.fix
+
+
+def test_port_owner_reads_proc(tmp_path):
+    proc = tmp_path / "proc"
+    (proc / "net").mkdir(parents=True)
+    head = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid\n"
+    row = "   {}: 0100007F:223D {} {} 00000000:00000000 00:00000000 00000000 0 0 {} 1\n"
+    (proc / "net" / "tcp").write_text(head + row.format(0, "00000000:0000", "0A", 4242)
+                                      + row.format(1, "0100007F:9C40", "01", 4343))
+    (proc / "net" / "tcp6").write_text(head + "garbage\n")
+    assert listening_inodes(8765, proc) == {4242}  # only the LISTEN row of port 8765
+    assert listening_inodes(8766, proc) == set()
+    service = b"/opt/a/.venv/bin/python\0/opt/a/.venv/bin/appliance\0run\0"
+    for pid, argv, inode in ((100, service, 4242), (200, b"nginx\0", 9999)):
+        (proc / str(pid) / "fd").mkdir(parents=True)
+        (proc / str(pid) / "cmdline").write_bytes(argv)
+        os.symlink(f"socket:[{inode}]", proc / str(pid) / "fd" / "3")
+    listening, holders = port_owners(8765, proc)
+    assert listening and [o.pid for o in holders] == [100] and holders[0].is_appliance
+    assert PortOwner(1, ("python", "-m", "appliance.cli", "run")).is_appliance
+    assert not PortOwner(1, ("python", "-m", "appliance.cli", "doctor")).is_appliance
+    assert not PortOwner(1, ("python", "-m", "pytest", "tests/test_appliance.py")).is_appliance
 
 
 # -- 5. state dir ------------------------------------------------------------------------------

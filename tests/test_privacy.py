@@ -696,11 +696,11 @@ REVIEWED: dict[str, tuple[frozenset[str], str]] = {
         "sd_notify: one AF_UNIX datagram to systemd's NOTIFY_SOCKET (other families are "
         "still reported)"),
     "appliance/doctor/dashboard_check.py": (
-        frozenset({"imports socket", "imports http.client", "calls getaddrinfo()",
+        frozenset({"imports socket", "calls getaddrinfo()",
                    "creates a socket that is not AF_UNIX"}),
-        "`appliance doctor` tries a bind of the configured dashboard address and asks a "
-        "process already holding it for /healthz: an address of this machine (a name in "
-        "[dashboard] host is looked up)"),
+        "`appliance doctor` tries a bind (never a connect) of the configured dashboard "
+        "address, an address of this machine (a name in [dashboard] host is looked up "
+        "passively); who holds a taken port is read from /proc"),
 }
 """Modules allowed some local network code after review: which findings, and why."""
 

@@ -1,25 +1,22 @@
 """Doctor check 4: can the dashboard be served where the config says?
 
 The port is tried with a real ``bind`` (as the server does, ``SO_REUSEADDR``).  When it is
-taken, ``GET /healthz`` on it tells a running appliance (fine: it serves the dashboard)
-from another program (not fine).
+taken, /proc tells a running ``appliance run`` (fine: it serves the dashboard) from another
+program (not fine); no connection is made to find out (:mod:`appliance.doctor.port_owner`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import http.client
-import json
 import socket
-from typing import Any
 
 from appliance.config import DashboardConfig
 from appliance.dashboard.http import is_loopback
 from appliance.doctor.check import Check, fail, ok, warn
+from appliance.doctor.port_owner import port_owners
 
 NAME = "dashboard"
-PROBE_TIMEOUT_S = 2.0
 _WILDCARD = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}
 
 
@@ -48,39 +45,7 @@ def try_bind(host: str, port: int) -> OSError | None:
     return None
 
 
-def probe_healthz(host: str, port: int, token: str = "",
-                  timeout_s: float = PROBE_TIMEOUT_S) -> tuple[int, dict[str, Any] | None, str]:
-    """``GET /healthz``: (status, the JSON object or None, WWW-Authenticate); (0, None, "")
-    when nothing answers over HTTP."""
-    conn = http.client.HTTPConnection(_WILDCARD.get(host, host).strip("[]"), port,
-                                      timeout=timeout_s)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    try:
-        conn.request("GET", "/healthz", headers=headers)
-        resp = conn.getresponse()
-        body = resp.read(65536)
-        auth = resp.getheader("WWW-Authenticate", "") or ""
-        try:
-            data = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
-            data = None
-        return resp.status, data if isinstance(data, dict) else None, auth
-    except (OSError, http.client.HTTPException):
-        return 0, None, ""
-    finally:
-        conn.close()
-
-
-def _running(health: dict[str, Any]) -> str:
-    parts = []
-    if "audio_flowing" in health:
-        parts.append("audio flowing" if health["audio_flowing"] else "NO audio flowing")
-    if "model_loaded" in health:
-        parts.append("speech model loaded" if health["model_loaded"] else "no speech model")
-    return f" ({', '.join(parts)})" if parts else ""
-
-
-def check_dashboard(cfg: DashboardConfig, timeout_s: float = PROBE_TIMEOUT_S) -> Check:
+def check_dashboard(cfg: DashboardConfig) -> Check:
     """Enabled?, the address bindable (or held by a running appliance), the URL."""
     if not cfg.enabled:
         return ok(NAME, "off ([dashboard] enabled = false)")
@@ -98,16 +63,7 @@ def check_dashboard(cfg: DashboardConfig, timeout_s: float = PROBE_TIMEOUT_S) ->
         return fail(NAME, f"[dashboard] host {cfg.host!r} does not resolve ({err})",
                     "set [dashboard] host to 127.0.0.1 or an address of this machine")
     if err.errno == errno.EADDRINUSE:
-        status, health, auth = probe_healthz(cfg.host, cfg.port, cfg.token, timeout_s)
-        if status == 200 and health is not None:
-            return ok(NAME, f"{url} served by a running appliance{_running(health)}")
-        if status == 401 and 'realm="dashboard"' in auth:
-            return warn(NAME, f"{url} is served by a running appliance that refuses the "
-                        "configured token", "the service runs with another token: restart "
-                        "it after changing the token (systemctl restart appliance)")
-        return fail(NAME, f"port {cfg.port} on {cfg.host} is in use by another process",
-                    "port in use by another process; change [dashboard] port or stop it "
-                    f"(`ss -ltnp 'sport = :{cfg.port}'` shows which)")
+        return _in_use(cfg, url)
     if err.errno == errno.EADDRNOTAVAIL:
         return fail(NAME, f"{cfg.host} is not an address of this machine ({err.strerror})",
                     "set [dashboard] host to 127.0.0.1 or one of `ip -br addr`")
@@ -116,3 +72,20 @@ def check_dashboard(cfg: DashboardConfig, timeout_s: float = PROBE_TIMEOUT_S) ->
                     "choose a [dashboard] port above 1023 (default 8765)")
     return fail(NAME, f"cannot bind {cfg.host}:{cfg.port} ({err.strerror or err})",
                 "check [dashboard] host and [dashboard] port")
+
+
+def _in_use(cfg: DashboardConfig, url: str) -> Check:
+    listening, holders = port_owners(cfg.port)
+    mine = [o for o in holders if o.is_appliance]
+    if mine:
+        return ok(NAME, f"{url} served by a running appliance (pid {mine[0].pid})")
+    if holders:
+        o = holders[0]
+        return fail(NAME, f"port {cfg.port} on {cfg.host} is in use by another process "
+                    f"(pid {o.pid}: {o.command})",
+                    "port in use by another process; change [dashboard] port or stop it")
+    seen = "a listening socket this user cannot attribute" if listening else "a socket"
+    return warn(NAME, f"port {cfg.port} on {cfg.host} is held by {seen}: if it is the "
+                "appliance service, that is fine",
+                "run `sudo appliance doctor` to see which process holds it, or "
+                f"`ss -ltnp 'sport = :{cfg.port}'`; otherwise change [dashboard] port")
