@@ -14,15 +14,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from appliance.config import StorageConfig
-from appliance.config_env import resolve_state_dir
+from appliance.config_env import SERVICE_UNIT, resolve_state_dir
 from appliance.doctor.check import MIB, Check, Status, fail, mib, ok, warn, worst
+from appliance.store.summaries import DB_NAME
 
 STATE = "state dir"
 MEMORY = "memory"
 SERVICE = "service"
 DISK_WARN_BYTES = 500 * MIB
 DISK_FAIL_BYTES = 50 * MIB
-SUMMARIES_DB = "summaries.sqlite3"
 BASE_NEED_BYTES = 150 * MIB
 """Memory of the process without recognizers (Python, numpy, onnxruntime, Silero)."""
 MODEL_FACTOR = 3.2
@@ -30,7 +30,6 @@ MODEL_FACTOR = 3.2
 on disk (the Korean test model: 253 MB on disk, ~800 MiB loaded; README benchmarks)."""
 RECOGNIZER_BYTES = 50 * MIB
 """Each recognizer beyond the shared model (900/927/1296 MiB peak for 1/4/8 of them)."""
-SERVICE_UNIT = Path("/etc/systemd/system/appliance.service")
 UNLIMITED = 1 << 60
 """cgroup limits at or above this are "no limit" (v1 writes 2**63 rounded to a page)."""
 
@@ -86,10 +85,10 @@ def check_state_dir(storage: StorageConfig, env: Mapping[str, str],
         found.append(("warn", f"only {mib(free)} free on its disk (below {mib(warn_bytes)})"))
     parts = [f"{where} {state}", f"{mib(free)} free"]
     if storage.summaries:
-        db = path / SUMMARIES_DB
+        db = path / DB_NAME
         size = db.stat().st_size if db.is_file() else None
-        parts.append(f"{SUMMARIES_DB} {mib(size)} (kept below {storage.summaries_max_mb:g} MiB)"
-                     if size is not None else f"no {SUMMARIES_DB} yet")
+        parts.append(f"{DB_NAME} {mib(size)} (kept below {storage.summaries_max_mb:g} MiB)"
+                     if size is not None else f"no {DB_NAME} yet")
     else:
         parts.append("summaries off")
     if storage.transcripts:

@@ -30,6 +30,7 @@ from pathlib import Path, PurePosixPath
 
 from appliance.asr.models import resolve_models_dir
 from appliance.config import defaults_toml
+from appliance.config_env import SERVICE_UNIT, SYSTEM_CONFIG, TOKEN_CREDENTIAL
 from appliance.errors import (
     SERVICE_INSTALL_FAILED,
     SERVICE_NEEDS_ROOT,
@@ -38,11 +39,12 @@ from appliance.errors import (
     ApplianceError,
 )
 
-UNIT_NAME = "appliance.service"
-UNIT_DIR = PurePosixPath("etc/systemd/system")
-CONFIG_DIR = PurePosixPath("etc/appliance")
-CONFIG_NAME = "appliance.toml"
-TOKEN_NAME = "dashboard-token"
+# The installed paths, relative to --root; config_env holds the absolute ones the box reads.
+UNIT_NAME = SERVICE_UNIT.name
+UNIT_DIR = PurePosixPath(SERVICE_UNIT.parent).relative_to("/")
+CONFIG_DIR = PurePosixPath(SYSTEM_CONFIG.parent).relative_to("/")
+CONFIG_NAME = SYSTEM_CONFIG.name
+TOKEN_NAME = TOKEN_CREDENTIAL
 TEMPLATE_EXEC = "/opt/appliance/.venv/bin/appliance"
 TEMPLATE_MODELS = "/opt/appliance/models"
 HIDDEN_DIRS: tuple[str, ...] = ("/home", "/root", "/run/user", "/tmp", "/var/tmp")
