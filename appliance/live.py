@@ -160,14 +160,21 @@ class LiveRunner:
             self.cfg, self._next_cfg = self._next_cfg, None
             log.info("reloaded configuration in effect from this call")
         self.calls += 1
-        self.engine = CallEngine(self.cfg, self.vad, call_id=f"call-{self.calls}",
-                                 lang=self.lang)
-        self.asr = self.make_asr() if self.make_asr else None
-        if self.asr is not None:
-            self.engine.attach_asr(self.asr.tap)
-        self._offset_s: float | None = None
-        self._started_at = datetime.now(UTC)
-        self._utterances: list[dict[str, Any]] = []
+        engine = CallEngine(self.cfg, self.vad, call_id=f"call-{self.calls}", lang=self.lang)
+        asr = self.make_asr() if self.make_asr else None
+        if asr is not None:
+            engine.attach_asr(asr.tap)
+        self.current = _Call(engine, asr, datetime.now(UTC), [])
+
+    @property
+    def engine(self) -> CallEngine:
+        """The engine of the call in progress."""
+        return self.current.engine
+
+    @property
+    def asr(self) -> Any:
+        """The recognizer session of the call in progress (None without a model)."""
+        return self.current.asr
 
     def reload(self, cfg: Config) -> None:
         """Use ``cfg`` from the next call on; the call in progress is not disturbed."""
@@ -189,7 +196,7 @@ class LiveRunner:
         self.publish(ev.to_json())
 
     def _apply_results(self, results: list[Any], call: _Call | None = None) -> None:
-        call = call or self._call()
+        call = call or self.current
         keep = self.archive is not None and self.archive.keeps_transcripts
         for words, transcript in results:
             for cue in call.engine.add_words(words):
@@ -198,9 +205,6 @@ class LiveRunner:
                 call.utterances.append(TranscriptEvent(
                     call.engine.t_s, transcript.party, transcript.text, transcript.start_s,
                     transcript.end_s).to_json())
-
-    def _call(self) -> _Call:
-        return _Call(self.engine, self.asr, self._started_at, self._utterances)
 
     async def _close(self, call: _Call, ended_at: datetime) -> Summary:
         """The recognizer's last words, the closing cues, the summary (to the page and the
@@ -226,7 +230,7 @@ class LiveRunner:
     async def finish_call(self, *, next_call: bool = True) -> Summary:
         """Close the call in progress (see :meth:`_close`); unless shutting down, the next
         call starts at once."""
-        call, ended_at = self._call(), datetime.now(UTC)
+        call, ended_at = self.current, datetime.now(UTC)
         if next_call:
             self._new_call()
         return await self._close(call, ended_at)
@@ -246,7 +250,7 @@ class LiveRunner:
                 break
             if self._pending_end is not None:
                 pressed, self._pending_end = self._pending_end, None
-                closing = asyncio.create_task(self._close(self._call(), pressed))
+                closing = asyncio.create_task(self._close(self.current, pressed))
                 self._closing.add(closing)
                 closing.add_done_callback(self._closing.discard)
                 self._new_call()
