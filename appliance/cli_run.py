@@ -23,7 +23,7 @@ from typing import Any
 from appliance import __version__
 from appliance.archive import CallArchive
 from appliance.config import Config, load_config
-from appliance.config_env import default_config_path, overridden_by
+from appliance.config_env import default_config_path, overrides_in_effect
 from appliance.errors import ApplianceError
 from appliance.live import LiveRunner, LiveSource, ReplaySource
 from appliance.logs import set_level, setup_logging
@@ -228,7 +228,7 @@ def run_live(args: argparse.Namespace) -> int:
     setup_logging(args.log_level or cfg.logging.level, cfg.logging.format)
     log.info("appliance %s starting", __version__, extra={"fields": {
         "config": str(config_path) if config_path else "defaults",
-        "env_overrides": ",".join(overridden_by(env)) or "none"}})
+        "env_overrides": ",".join(overrides_in_effect(env)) or "none"}})
     notifier = Notifier.from_env(env)
     lang = args.lang or cfg.language
     notifier.status(f"Loading the speech model ({lang})")

@@ -44,6 +44,8 @@ ENV_OVERRIDES: dict[str, tuple[str, str, type]] = {
     "APPLIANCE_STATE_DIR": ("storage", "state_dir", str),
 }
 TOKEN_CREDENTIAL = "dashboard-token"
+ENV_MODELS_DIR = "APPLIANCE_MODELS_DIR"
+"""Read where the models are resolved (:func:`appliance.asr.models.resolve_models_dir`)."""
 
 
 def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
@@ -90,8 +92,20 @@ def _table(raw: dict[str, Any], section: str) -> dict[str, Any]:
 
 
 def overridden_by(env: Mapping[str, str]) -> list[str]:
-    """The override variables set in ``env`` (for the startup log line; values not shown)."""
+    """The config-key override variables set in ``env`` (names only, never values)."""
     return [v for v in ENV_OVERRIDES if v in env]
+
+
+def overrides_in_effect(env: Mapping[str, str]) -> list[str]:
+    """Every override in effect, for the startup log and the doctor: the config-key
+    variables, the models directory, and the token credential (names only)."""
+    names = overridden_by(env)
+    if env.get(ENV_MODELS_DIR):
+        names.append(ENV_MODELS_DIR)
+    cred_dir = env.get("CREDENTIALS_DIRECTORY")
+    if cred_dir and (Path(cred_dir) / TOKEN_CREDENTIAL).is_file():
+        names.append(f"credential {TOKEN_CREDENTIAL}")
+    return names
 
 
 def default_config_path(env: Mapping[str, str]) -> Path | None:

@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Literal
 
 import appliance
 from appliance.asr.catalog import CatalogEntry, catalog_entry, catalog_for_lang
+from appliance.config_env import ENV_MODELS_DIR
 from appliance.errors import (
     MODEL_CORRUPT,
     MODEL_DOWNLOAD_FAILED,
@@ -73,7 +74,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MANIFEST = "appliance-manifest.json"
-ENV_MODELS_DIR = "APPLIANCE_MODELS_DIR"
 DEFAULT_SAMPLE_RATE_HZ = 16000
 DOWNLOAD_TIMEOUT_S = 30.0
 """Socket timeout of a download (s): connecting, and each read."""

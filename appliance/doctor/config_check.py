@@ -8,14 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance.asr.models import ENV_MODELS_DIR
 from appliance.config import Config, load_config
 from appliance.config_env import (
     ENV_OVERRIDES,
     SYSTEM_CONFIG,
-    TOKEN_CREDENTIAL,
     default_config_path,
-    overridden_by,
+    overrides_in_effect,
 )
 from appliance.doctor.check import Check, fail, guarded, ok
 from appliance.errors import CONFIG_NOT_FOUND, ApplianceError
@@ -31,17 +29,6 @@ class ConfigResult:
     config: Config
     loaded: bool
     path: Path | None
-
-
-def env_overrides(env: Mapping[str, str]) -> list[str]:
-    """Names of the overrides in effect: the variables, and the token credential."""
-    names = overridden_by(env)
-    if env.get(ENV_MODELS_DIR):
-        names.append(ENV_MODELS_DIR)
-    cred_dir = env.get("CREDENTIALS_DIRECTORY")
-    if cred_dir and (Path(cred_dir) / TOKEN_CREDENTIAL).is_file():
-        names.append(f"credential {TOKEN_CREDENTIAL}")
-    return names
 
 
 def _which_file(cli_path: Path | None, env: Mapping[str, str]) -> tuple[Path | None, str]:
@@ -88,7 +75,7 @@ def _fallback(env: Mapping[str, str]) -> Config:
 
 def _check(cli_path: Path | None, env: Mapping[str, str]) -> ConfigResult:
     path, origin = _which_file(cli_path, env)
-    overrides = env_overrides(env)
+    overrides = overrides_in_effect(env)
     shown = ", ".join(overrides) if overrides else "none"
     what = f"{path} ({origin})" if path else f"built-in defaults ({origin})"
     try:
