@@ -81,6 +81,9 @@ class Scores:
     dead_air_total: int = 0
     dead_air_found: int = 0
     dead_air_false: int = 0
+    backchannels_flagged: int = 0
+    talk_errors: list[float] = field(default_factory=list)
+    """Relative talk-time errors, (measured - truth) / truth, per party and call."""
     misses: list[str] = field(default_factory=list)
 
     @property
@@ -91,6 +94,20 @@ class Scores:
     @property
     def raised_recall(self) -> float:
         return self.raised_found / self.raised_total if self.raised_total else 1.0
+
+    @property
+    def raised_precision(self) -> float:
+        n = self.raised_found + self.raised_false_alarms
+        return self.raised_found / n if n else 1.0
+
+    @property
+    def talk_error_mean(self) -> float:
+        return sum(abs(e) for e in self.talk_errors) / len(self.talk_errors) \
+            if self.talk_errors else 0.0
+
+    @property
+    def talk_error_max(self) -> float:
+        return max((abs(e) for e in self.talk_errors), default=0.0)
 
     @property
     def rate_spearman(self) -> float:
@@ -133,6 +150,18 @@ def score(truths: list[dict[str, Any]], results: list[dict[str, Any]]) -> Scores
             if i not in used:
                 sc.interruption_fp += 1
                 sc.misses.append(f"{name}: false interruption {c['party']} at {c['data']['start']}")
+                if any(ev["type"] == "backchannel" and ev["party"] == c["party"]
+                       and abs(c["data"]["start"] - ev["onset"]) <= 0.5
+                       for ev in truth["non_interruptions"]):
+                    sc.backchannels_flagged += 1
+        # -- talk time per party outside holds, against the truth's speech
+        true_talk = truth.get("talk_s") or talk_truth(truth)
+        for p, true_s in true_talk.items():
+            if true_s >= 5.0:
+                err = (res["summary"]["talk_s"][p] - true_s) / true_s
+                sc.talk_errors.append(err)
+                if abs(err) > 0.08:
+                    sc.misses.append(f"{name}: talk time {p} {err:+.0%}")
         # -- holds
         holds = res["summary"]["holds"]
         for th in truth["holds"]:
@@ -206,6 +235,13 @@ def score(truths: list[dict[str, Any]], results: list[dict[str, Any]]) -> Scores
     return sc
 
 
+def talk_truth(truth: dict[str, Any]) -> dict[str, float]:
+    """Speech seconds per party outside holds, from the truth's speech intervals."""
+    holds = [(h["start"], h["end"]) for h in truth["holds"]]
+    return {p: sum(e - s - sum(max(0.0, min(e, he) - max(s, hs)) for hs, he in holds)
+                   for s, e in segs) for p, segs in truth["speech"].items()}
+
+
 def report(sc: Scores) -> str:
     import numpy as np
 
@@ -225,7 +261,9 @@ def report(sc: Scores) -> str:
         f"leaks >= 1 s found: {sc.leaks_found}/{sc.leaks_total}; false leak alarms "
         f"{len(sc.false_leak_alarms)}; latency after 0.5 s of leak p95 {p95(sc.leak_latency_s)} s",
         f"raised/agitated recall: {sc.raised_recall:.2f} ({sc.raised_found}/{sc.raised_total});"
-        f" other raised cues {sc.raised_false_alarms}",
+        f" other raised cues {sc.raised_false_alarms}, precision {sc.raised_precision:.2f}",
+        f"talk time: mean |error| {sc.talk_error_mean:.1%}, max {sc.talk_error_max:.1%}"
+        f" ({len(sc.talk_errors)} party-calls); backchannels flagged {sc.backchannels_flagged}",
         f"speaking rate: Spearman {sc.rate_spearman:.3f} over {len(sc.rate_pairs)} calls",
         f"dead air: found {sc.dead_air_found}/{sc.dead_air_total}, false {sc.dead_air_false}",
     ])
