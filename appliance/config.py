@@ -43,6 +43,16 @@ class VadConfig:
     """How far back the other party's level is looked at for the echo test (echo delay)."""
     silence_dbfs: float = _f(-80.0, -120.0, -40.0, "dBFS")
     """Frames quieter than this are never speech."""
+    level_snr_db: float = _f(15.0, 6.0, 60.0, "dB")
+    """Level detector fused with Silero: two frames in a row whose every 10 ms hop is this
+    far above the channel's noise floor, with a speech-like spectrum (not flat like a key
+    click or hiss, not tonal like music), are speech even when Silero's probability is low
+    (Silero misses some loud, clear real voices, most of all on telephone-band audio).
+    The echo, music and silence gates apply to it as to Silero."""
+    turn_gap_s: float = _f(0.4, 0.0, 2.0, "s")
+    """Pauses up to this long inside one party's speech belong to the same turn: for the
+    interruption rule (a speaker who resumes after such a pause is not starting anew), talk
+    time and talk ratio."""
 
 
 @dataclass(frozen=True, slots=True)

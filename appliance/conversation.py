@@ -95,22 +95,36 @@ class EchoGate:
 
 
 class SpeechTracker:
-    """Hysteresis + hangover over per-frame speech probabilities → talk spurts.
+    """Hysteresis + hangover over per-frame speech probabilities → talk spurts and turns.
 
     A spurt starts on a frame with ``prob >= on`` and continues while frames reach ``off``;
     it ends once ``hangover_s`` has passed without such a frame, and is then dated to the
     end of its last active frame.  ``active`` says whether the current frame itself is
     speech (used for overlap and speech-time measures, which must not include hangover).
+
+    A *turn* is a run of spurts whose pauses (from one spurt's last active frame to the
+    next spurt's start) are at most ``turn_gap_s``: real speakers pause 0.25-0.4 s inside a
+    sentence.  ``turn_start_s`` is the start of the turn the current spurt belongs to.
     """
 
-    def __init__(self, on: float, off: float, hangover_s: float) -> None:
+    def __init__(self, on: float, off: float, hangover_s: float,
+                 turn_gap_s: float = 0.0) -> None:
         self.on = on
         self.off = off
         self.hangover_s = hangover_s
+        self.turn_gap_s = max(turn_gap_s, hangover_s)
         self.speaking = False
         self.active = False
         self.spurt_start_s: float | None = None
+        self.turn_start_s: float | None = None
         self._last_active_end_s = 0.0
+        self._had_speech = False
+
+    def turn_open(self, t_s: float) -> bool:
+        """The party's turn is still open at ``t_s``: speaking, or a pause that may still
+        turn out to be inside the turn."""
+        return self._had_speech and (self.speaking
+                                     or t_s - self._last_active_end_s <= self.turn_gap_s)
 
     @property
     def last_active_end_s(self) -> float:
@@ -126,7 +140,11 @@ class SpeechTracker:
             if not self.speaking:
                 self.speaking = True
                 self.spurt_start_s = t0_s
+                if (self.turn_start_s is None or not self._had_speech
+                        or t0_s - self._last_active_end_s > self.turn_gap_s + 1e-9):
+                    self.turn_start_s = t0_s
             self._last_active_end_s = t1_s
+            self._had_speech = True
         elif self.speaking and t1_s - self._last_active_end_s >= self.hangover_s:
             assert self.spurt_start_s is not None
             ended = Spurt(self.spurt_start_s, self._last_active_end_s)
@@ -170,6 +188,11 @@ class PartyFrame:
     """The music detector hears music on this channel."""
     nuclei_s: tuple[float, ...]
     """Syllable nuclei confirmed during this frame (their times, s)."""
+    turn_start_s: float | None = None
+    """Start of the party's current turn (s): spurts separated by pauses up to
+    ``[vad] turn_gap_s`` are one turn; None before the party first speaks."""
+    in_turn: bool = False
+    """Speaking, or in a pause short enough to still be inside the turn."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,9 +26,10 @@ def frames(
     customer_level: float = -26.0,
     overrides: dict[str, object] | None = None,
     hangover_s: float = 0.25,
+    turn_gap_s: float = 0.4,
 ) -> Iterator[FrameContext]:
     """Frames where each party is speech inside its intervals (prob 0.9) and silent outside."""
-    trackers = {p: SpeechTracker(0.5, 0.35, hangover_s) for p in ("agent", "customer")}
+    trackers = {p: SpeechTracker(0.5, 0.35, hangover_s, turn_gap_s) for p in ("agent", "customer")}
     n = round(duration_s / FRAME_S)
     for i in range(n):
         t0, t1 = i * FRAME_S, (i + 1) * FRAME_S
@@ -43,7 +44,7 @@ def frames(
                 prob=0.9 if sp else 0.02, level_dbfs=lvl if sp else -60.0, echo=False,
                 active=tr.active, speaking=tr.speaking, spurt_start_s=tr.spurt_start_s,
                 f0_hz=f0 if sp else math.nan, digital_silence=False, noise_floor_dbfs=-60.0,
-                music=False, nuclei_s=(),
+                music=False, nuclei_s=(), turn_start_s=tr.turn_start_s, in_turn=tr.turn_open(t1),
             )
         on_hold = _in(list(hold), mid)
         hv = HoldView(on_hold, 0.0 if on_hold else None, "muted" if on_hold else None)

@@ -1,12 +1,16 @@
 """Interruptions (rule 3): one party starts while the other is speaking, with real overlap.
 
-A candidate opens when party X starts a talk spurt while party Y has been speaking for at
-least ``min_prior_speech_s``.  It becomes an interruption (cue at that moment) once the two
-have spoken at the same time for ``min_overlap_s``: the interrupter's *active* speech frames
-(no hangover, so a backchannel — « mhm », « ja », « oui » — never grows into an interruption)
-inside the other party's running turn (with hangover, so the other's word gaps and frames
-masked by the echo gate do not stall the count).
-Quick turn-taking — X starting as Y trails off — ends Y's spurt before the overlap builds up.
+Works on *turns* (talk spurts joined over within-turn pauses up to ``[vad] turn_gap_s``),
+not on raw voice-activity fragments: real speakers pause 0.25-0.4 s inside a sentence, and
+a speaker who resumes after such a pause is not starting anew.
+
+A candidate opens when party X starts a new turn while party Y's turn has been running for
+at least ``min_prior_speech_s``.  It becomes an interruption (cue at that moment) once X
+has spoken ``min_overlap_s`` *inside* Y's turn: X's active speech frames (no hangover, so a
+backchannel — « mhm », « ja », « oui » — never grows into an interruption) count once Y is
+heard again after them.  So Y's pauses do not stall the count, while quick turn-taking — X
+starting as Y trails off — adds nothing after Y's last word, and the candidate lapses when
+Y's turn ends.
 """
 
 from __future__ import annotations
@@ -22,8 +26,11 @@ from appliance.events import PARTIES, Cue, Party
 @dataclass(slots=True)
 class _Candidate:
     onset_s: float
-    other_spurt_start_s: float
+    other_turn_start_s: float
     overlap_s: float = 0.0
+    """X's speech bracketed by Y's speech (s)."""
+    pending_s: float = 0.0
+    """X's speech since Y was last heard (s): counts once Y speaks again."""
     fired: bool = False
 
 
@@ -50,22 +57,29 @@ class InterruptionRule:
         for x, y in pairs:
             px, py = ctx.party(x), ctx.party(y)
             started = px.speaking and not self._was_speaking[x]
-            if started and py.speaking and py.spurt_start_s is not None:
-                prior = (px.spurt_start_s or ctx.t0_s) - py.spurt_start_s
+            new_turn = started and px.turn_start_s is not None \
+                and px.turn_start_s == px.spurt_start_s
+            if new_turn and py.in_turn and py.turn_start_s is not None:
+                onset = px.turn_start_s if px.turn_start_s is not None else ctx.t0_s
+                prior = onset - py.turn_start_s
                 if (prior >= self.cfg.min_prior_speech_s
-                        and self._fired_on[x] != py.spurt_start_s):
-                    self._cand[x] = _Candidate(px.spurt_start_s or ctx.t0_s, py.spurt_start_s)
+                        and self._fired_on[x] != py.turn_start_s):
+                    self._cand[x] = _Candidate(onset, py.turn_start_s)
             cand = self._cand[x]
             if cand is None:
                 continue
-            if not px.speaking or not py.speaking or py.spurt_start_s != cand.other_spurt_start_s:
+            if (not px.in_turn or px.turn_start_s != cand.onset_s or not py.in_turn
+                    or py.turn_start_s != cand.other_turn_start_s):
                 self._cand[x] = None
                 continue
             if px.active:  # the interrupter's own speech, inside the other's running turn
-                cand.overlap_s += ctx.dt_s
+                cand.pending_s += ctx.dt_s
+            if py.active:
+                cand.overlap_s += cand.pending_s
+                cand.pending_s = 0.0
             if not cand.fired and cand.overlap_s >= self.cfg.min_overlap_s:
                 cand.fired = True
-                self._fired_on[x] = cand.other_spurt_start_s
+                self._fired_on[x] = cand.other_turn_start_s
                 self.count[x] += 1
                 ev = {"start": round(cand.onset_s, 3), "overlap_s": round(cand.overlap_s, 2),
                       "interrupted": y}
