@@ -86,14 +86,17 @@ class RateConfig:
 
 @dataclass(frozen=True, slots=True)
 class ToneConfig:
-    raised_level_db: float = _f(6.0, 1.0, 30.0, "dB")
-    """Level above the speaker's own baseline that counts as a raised voice."""
+    raised_level_db: float = _f(8.0, 1.0, 30.0, "dB")
+    """Level (300-2500 Hz band) above the speaker's own baseline that counts as a raised
+    voice; 2 dB less when the pitch rose as well (raised_pitch_st)."""
     raised_pitch_st: float = _f(1.5, 0.0, 12.0, "semitones")
-    """Pitch above the speaker's own baseline that must come with the level rise."""
-    window_s: float = _f(1.5, 0.5, 10.0, "s")
+    """A pitch rise of at least this much, and at least the speaker's own pitch spread,
+    lowers the level rise needed by 2 dB (pitch alone never makes a raised voice)."""
+    window_s: float = _f(1.0, 0.5, 10.0, "s")
     """Seconds of speech over which level and pitch are compared with the baseline."""
     min_baseline_s: float = _f(8.0, 2.0, 120.0, "s")
-    """Seconds of a speaker's voiced speech before their baseline is trusted."""
+    """Seconds of a speaker's voiced speech before their baseline is fully trusted; from
+    2 s on the rule works with a level margin (up to +3 dB) that shrinks to nothing here."""
     baseline_span_s: float = _f(90.0, 10.0, 600.0, "s")
     """Seconds of the speaker's most recent speech that make the running baseline."""
     monotone_st: float = _f(1.0, 0.1, 6.0, "semitones")

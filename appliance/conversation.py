@@ -193,6 +193,9 @@ class PartyFrame:
     ``[vad] turn_gap_s`` are one turn; None before the party first speaks."""
     in_turn: bool = False
     """Speaking, or in a pause short enough to still be inside the turn."""
+    band_level_db: float = -120.0
+    """Level of the 300-2500 Hz band over the frame (dBFS): the same on wideband and
+    telephone-band audio, so the tone rule compares like with like."""
 
 
 @dataclass(frozen=True, slots=True)

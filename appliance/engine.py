@@ -243,7 +243,10 @@ class CallEngine:
                 and float(np.mean(feats.tonality)) < LEVEL_MAX_TONALITY
                 and float(np.mean(feats.flatness)) < LEVEL_MAX_FLATNESS)
             level_speech, st.level_prev = level_now and st.level_prev, level_now
+            band = (10.0 * math.log10(float(np.mean(np.power(10.0, feats.band_db / 10.0))))
+                    if len(feats) else -120.0)
             raw[p] = {
+                "band": band,
                 "level_speech": level_speech,
                 "filled": filled,
                 "f0": float(np.median(voiced)) if len(voiced) else math.nan,
@@ -268,7 +271,7 @@ class CallEngine:
                 speaking=tr.speaking, spurt_start_s=tr.spurt_start_s, f0_hz=raw[p]["f0"],
                 digital_silence=raw[p]["dsil"], noise_floor_dbfs=st.floor_dbfs, music=music,
                 nuclei_s=raw[p]["nuclei"], turn_start_s=tr.turn_start_s,
-                in_turn=tr.turn_open(t1),
+                in_turn=tr.turn_open(t1), band_level_db=raw[p]["band"],
             )
         due: list[tuple[float, str]] = []
         while self._marks and self._marks[0].t_s < t1:

@@ -45,6 +45,7 @@ def frames(
                 active=tr.active, speaking=tr.speaking, spurt_start_s=tr.spurt_start_s,
                 f0_hz=f0 if sp else math.nan, digital_silence=False, noise_floor_dbfs=-60.0,
                 music=False, nuclei_s=(), turn_start_s=tr.turn_start_s, in_turn=tr.turn_open(t1),
+                band_level_db=lvl - 2.0 if sp else -62.0,
             )
         on_hold = _in(list(hold), mid)
         hv = HoldView(on_hold, 0.0 if on_hold else None, "muted" if on_hold else None)

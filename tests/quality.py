@@ -78,6 +78,7 @@ class Scores:
     raised_found: int = 0
     raised_false_alarms: int = 0
     rate_pairs: list[tuple[float, float]] = field(default_factory=list)
+    rate_by_voice: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     dead_air_total: int = 0
     dead_air_found: int = 0
     dead_air_false: int = 0
@@ -111,13 +112,26 @@ class Scores:
 
     @property
     def rate_spearman(self) -> float:
+        return _spearman(self.rate_pairs)
+
+    @property
+    def rate_spearman_within_voice(self) -> float:
+        """Mean Spearman correlation within each agent voice: real voices differ in their
+        natural rate, so only the tempo changes of one voice have a known order."""
         import numpy as np
 
-        if len(self.rate_pairs) < 3:
-            return float("nan")
-        a, b = np.asarray(self.rate_pairs).T
-        ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-        return float(np.corrcoef(ra, rb)[0, 1])
+        rs = [_spearman(v) for v in self.rate_by_voice.values() if len(v) >= 3]
+        return float(np.mean(rs)) if rs else float("nan")
+
+
+def _spearman(pairs: list[tuple[float, float]]) -> float:
+    import numpy as np
+
+    if len(pairs) < 3:
+        return float("nan")
+    a, b = np.asarray(pairs).T
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
 
 
 def _in_any(t: float, intervals: list[list[float]], pad: float = 0.0) -> bool:
@@ -214,12 +228,18 @@ def score(truths: list[dict[str, Any]], results: list[dict[str, Any]]) -> Scores
             else:
                 matched.add(hit)
                 sc.raised_found += 1
-        sc.raised_false_alarms += sum(1 for i in range(len(tone)) if i not in matched)
+        for i, c in enumerate(tone):
+            if i not in matched:
+                sc.raised_false_alarms += 1
+                sc.misses.append(f"{name}: false {c['data']['state']} {c['party']} at {c['t']:.1f}"
+                                 f" ({c['data']['level_db']} dB, {c['data'].get('pitch_st')} st)")
         # -- rate
         if truth.get("true_wpm"):
             r = res["summary"]["rate"]["agent"]["syllables_per_s"]
             if r is not None:
                 sc.rate_pairs.append((float(truth["true_wpm"]), float(r)))
+                voice = truth.get("voices", {}).get("agent", "")
+                sc.rate_by_voice.setdefault(voice, []).append((float(truth["true_wpm"]), float(r)))
         # -- dead air
         dead = [c for c in cues if c["kind"] == "dead_air"]
         for s, e in truth["dead_air"]:
@@ -264,7 +284,8 @@ def report(sc: Scores) -> str:
         f" other raised cues {sc.raised_false_alarms}, precision {sc.raised_precision:.2f}",
         f"talk time: mean |error| {sc.talk_error_mean:.1%}, max {sc.talk_error_max:.1%}"
         f" ({len(sc.talk_errors)} party-calls); backchannels flagged {sc.backchannels_flagged}",
-        f"speaking rate: Spearman {sc.rate_spearman:.3f} over {len(sc.rate_pairs)} calls",
+        f"speaking rate: Spearman {sc.rate_spearman:.3f} over {len(sc.rate_pairs)} calls,"
+        f" within one voice {sc.rate_spearman_within_voice:.3f}",
         f"dead air: found {sc.dead_air_found}/{sc.dead_air_total}, false {sc.dead_air_false}",
     ])
 

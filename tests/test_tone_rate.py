@@ -29,7 +29,7 @@ def _tone_run(raised_at=None, lvl=8.0, pitch_ratio=1.25, party="agent", jitter=T
             if raised_at is not None and raised_at <= ctx.t_s < raised_at + 3.0:
                 level += lvl
                 f0 *= pitch_ratio
-            pf = dataclasses.replace(pf, level_dbfs=level, f0_hz=f0)
+            pf = dataclasses.replace(pf, level_dbfs=level, band_level_db=level - 2.0, f0_hz=f0)
             ctx = dataclasses.replace(ctx, **{party: pf})
         cues += rule.on_frame(ctx)
     return [c for c in cues if c.kind == "tone" and c.party == party]
@@ -47,9 +47,42 @@ def test_agitated_customer_is_reported_for_the_customer():
     assert [c.data["state"] for c in cues] == ["agitated"]
 
 
-def test_louder_without_higher_pitch_is_not_raised():
-    assert not [c for c in _tone_run(raised_at=45.0, pitch_ratio=1.0)
+def test_louder_by_less_than_the_level_threshold_without_higher_pitch_is_not_raised():
+    assert not [c for c in _tone_run(raised_at=45.0, lvl=6.8, pitch_ratio=1.0, jitter=False)
                 if c.data["state"] == "raised"]
+    # with a pitch rise above the speaker's own spread, 6.8 dB is enough (2 dB credit)
+    assert [c for c in _tone_run(raised_at=45.0, lvl=6.8, pitch_ratio=1.25, jitter=False)
+            if c.data["state"] == "raised"]
+
+
+def test_a_strong_level_rise_alone_is_raised():
+    """Real raised voices (most men) often rise by well under 1.5 semitones."""
+    cues = [c for c in _tone_run(raised_at=45.0, lvl=10.0, pitch_ratio=1.02)
+            if c.data["state"] == "raised"]
+    assert len(cues) == 1 and 45.0 <= cues[0].t_s <= 46.6
+
+
+def test_short_episode_and_early_baseline():
+    """An episode of 1.2 s is found; so is one after 4 s of the speaker's speech, which
+    needs a larger rise (early margin) than the same rise later on."""
+    def run(at, lvl, dur):
+        rule = ToneRule(ToneConfig())
+        speech = [(0.5, 2.5), (3.0, 5.0), (5.5, 8.0)] + [(t, t + 2.0) for t in range(9, 40, 3)]
+        out = []
+        for ctx in frames(40.0, agent=speech):
+            pf = ctx.agent
+            if pf.active:  # lively intonation (no monotone cue, whose cooldown is shared)
+                pf = dataclasses.replace(pf, f0_hz=120.0 * 2 ** (3 * math.sin(ctx.t_s) / 12))
+            if pf.active and at <= ctx.t_s < at + dur:
+                pf = dataclasses.replace(pf, band_level_db=pf.band_level_db + lvl)
+            ctx = dataclasses.replace(ctx, agent=pf)
+            out += [c for c in rule.on_frame(ctx) if c.kind == "tone"
+                    and c.data["state"] == "raised"]
+        return out
+    assert run(30.0, 9.0, 1.2), "1.2 s episode"
+    assert run(9.0, 11.5, 1.8), "early baseline, strong rise"
+    assert not run(9.0, 8.5, 1.8), "early baseline: 8.5 dB is not enough yet"
+    assert run(30.0, 8.5, 1.8), "the same rise with a full baseline"
 
 
 def test_within_speaker_spread_alone_is_not_raised():

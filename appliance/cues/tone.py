@@ -2,9 +2,17 @@
 
 Each speaker is compared with their *own* running baseline: the medians of level and pitch
 over their recent voiced speech (``baseline_span_s``).  Frames enter the baseline only after
-a delay (``_DELAY_S``) so an episode does not dilute its own reference.  Raised = level
-``raised_level_db`` above and pitch ``raised_pitch_st`` above the baseline, over a window of
-``window_s`` seconds of speech.  Monotone = pitch spread (robust standard deviation, in
+a delay (``_DELAY_S``) so an episode does not dilute its own reference.  The level is that of
+the 300-2500 Hz band, so a telephone line's band limits change nothing by themselves.
+
+Raised = over the last ``window_s`` seconds of speech, the level is ``raised_level_db``
+above the baseline, or ``_PITCH_CREDIT_DB`` less when the pitch rose too — by at least
+``raised_pitch_st`` *and* by the speaker's own pitch spread (robust standard deviation of
+the baseline): an expressive speaker's ordinary melody is not a rise.  Real raised voices
+rise in level first; many (most men) rise in pitch by well under 1.5 semitones, so pitch
+only ever helps.  The state must hold on two evaluations in a row (0.25 s apart).  From
+``_EARLY_BASELINE_S`` of speech the rule already works, with a level margin that shrinks to
+nothing at ``min_baseline_s``.  Monotone = pitch spread (robust standard deviation, in
 semitones) below ``monotone_st`` over ``monotone_window_s`` seconds of the agent's speech.
 """
 
@@ -22,6 +30,11 @@ from appliance.events import PARTIES, Cue, Party
 
 _DELAY_S = 3.0
 _FRAME_GUESS_S = 0.032
+_EVAL_S = 0.25
+_PERSIST_EVALS = 2
+_PITCH_CREDIT_DB = 2.0
+_EARLY_BASELINE_S = 2.0
+_EARLY_MARGIN_DB = 3.0
 
 
 def semitones(f0_hz: float) -> float:
@@ -38,6 +51,7 @@ class _Speaker:
         n_mono = int(cfg.monotone_window_s / _FRAME_GUESS_S)
         self.mono: deque[float] = deque(maxlen=n_mono)
         self.raised_armed = True
+        self.raised_run = 0
         self.mono_armed = True
         self.last_cue_s = -1e9
         self.raised_count = 0
@@ -59,8 +73,8 @@ class ToneRule:
             sp = self._sp[p]
             if pf.active and not math.isnan(pf.f0_hz) and not (p == "agent" and ctx.hold.on_hold):
                 st = semitones(pf.f0_hz)
-                sp.recent.append((t, pf.level_dbfs, st))
-                sp.delay.append((t, pf.level_dbfs, st))
+                sp.recent.append((t, pf.band_level_db, st))
+                sp.delay.append((t, pf.band_level_db, st))
                 if p == "agent":
                     sp.mono.append(st)
             while sp.delay and sp.delay[0][0] <= t - _DELAY_S:
@@ -70,7 +84,7 @@ class ToneRule:
                 sp.recent.popleft()
         cues: list[Cue] = []
         if t >= self._next_eval_s:
-            self._next_eval_s = t + 0.25
+            self._next_eval_s = t + _EVAL_S
             for p in PARTIES:
                 cue = self._raised(p, t)
                 if cue:
@@ -84,20 +98,28 @@ class ToneRule:
 
     def _raised(self, p: Party, t: float) -> Cue | None:
         sp = self._sp[p]
-        if len(sp.baseline) * _FRAME_GUESS_S < self.cfg.min_baseline_s:
-            return None
-        if len(sp.recent) * _FRAME_GUESS_S < 0.5 * self.cfg.window_s:
+        base_s = len(sp.baseline) * _FRAME_GUESS_S
+        if base_s < _EARLY_BASELINE_S or len(sp.recent) * _FRAME_GUESS_S < 0.4 * self.cfg.window_s:
             sp.raised_armed = True
+            sp.raised_run = 0
             return None
         base = np.asarray(sp.baseline)
         cur = np.asarray([(lv, st) for _, lv, st in sp.recent])
         d_level = float(np.median(cur[:, 0]) - np.median(base[:, 0]))
         d_pitch = float(np.median(cur[:, 1]) - np.median(base[:, 1]))
-        raised = d_level >= self.cfg.raised_level_db and d_pitch >= self.cfg.raised_pitch_st
-        if not raised:
+        q75, q25 = np.percentile(base[:, 1], [75, 25])
+        pitch_spread = float(q75 - q25) / 1.349
+        need = self.cfg.raised_level_db + _EARLY_MARGIN_DB * max(
+            0.0, 1.0 - base_s / self.cfg.min_baseline_s)
+        if d_pitch >= max(self.cfg.raised_pitch_st, pitch_spread):
+            need -= _PITCH_CREDIT_DB
+        if d_level < need:
             sp.raised_armed = True
+            sp.raised_run = 0
             return None
-        if not sp.raised_armed or t - sp.last_cue_s < self.cfg.cooldown_s:
+        sp.raised_run += 1
+        if (sp.raised_run < _PERSIST_EVALS or not sp.raised_armed
+                or t - sp.last_cue_s < self.cfg.cooldown_s):
             return None
         sp.raised_armed = False
         sp.last_cue_s = t

@@ -160,7 +160,7 @@ def trim(x: np.ndarray, source: str) -> Clip | None:
     return Clip((y / rms).astype(np.float32), segs, source)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def clips(name: str) -> tuple[Clip, ...]:
     """All usable clips of one speaker (0.25-8 s after trimming), in file order."""
     s = SPEAKERS[name]
