@@ -46,6 +46,7 @@ from appliance.features.filled_pause import FilledPauseDetector
 from appliance.features.music import MusicDetector
 from appliance.features.nuclei import NucleiDetector
 from appliance.hold import HoldTracker
+from appliance.level_vad import LevelDetector
 from appliance.marks import Mark
 from appliance.vad import SAMPLE_RATE_HZ, WINDOW_SAMPLES, SileroModel, VadStream
 from appliance.words.locale import load_locale
@@ -65,12 +66,13 @@ MUSIC_TONAL_CENTER = 0.4
 #: below this for the music flag to count (Silero gives ~0.00 on every hold-music style).
 MUSIC_SPEECH_VETO = 0.3
 MUSIC_VETO_FRAMES = round(1.0 / FRAME_S)
-#: The level detector ignores tonal frames (sustained notes: hold music, ringback; speech
-#: harmonics glide: corpus median tonality 0.02 vs 0.90 for hold music) and flat spectra
-#: (key clicks, hiss: median flatness 0.42 vs 0.12 for speech).  It needs two frames in a
-#: row, which keeps single key clicks out (7 % of typing frames pass alone, 1 % in pairs).
-LEVEL_MAX_TONALITY = 0.6
-LEVEL_MAX_FLATNESS = 0.4
+#: A weaker frame (this many dB under ``[vad] level_snr_db``) continues level-detected speech.
+LEVEL_CONTINUE_DB = 7.0
+#: Weak frames do not continue level-detected speech while the other party is this much
+#: louder (double talk: the echo the gate cannot place lives there).
+CONTINUE_MAX_BELOW_OTHER_DB = 6.0
+#: No talk spurt starts on a frame less than this far above the channel's noise floor.
+ONSET_MIN_SNR_DB = 6.0
 
 
 def _level_dbfs(x: np.ndarray) -> float:
@@ -93,7 +95,8 @@ class _Party:
         self.echo = EchoGate(cfg.vad.echo_margin_db, round(cfg.vad.echo_window_s / FRAME_S))
         self.spurts: list[Spurt] = []
         self.floor_dbfs = -120.0
-        self.level_prev = False
+        self.level = LevelDetector(cfg.vad.level_snr_db, LEVEL_CONTINUE_DB,
+                                   0.5 * (cfg.vad.on_threshold + cfg.vad.off_threshold))
 
 
 class CallEngine:
@@ -237,17 +240,11 @@ class CallEngine:
             if len(st.filled_buf) >= FILLED_PAUSE_BATCH_FRAMES:
                 filled = st.filled.process(FeatureFrames.concat(st.filled_buf))
                 st.filled_buf.clear()
-            level_now = bool(
-                len(feats)
-                and float(feats.level_dbfs.min()) - st.floor_dbfs >= self.cfg.vad.level_snr_db
-                and float(np.mean(feats.tonality)) < LEVEL_MAX_TONALITY
-                and float(np.mean(feats.flatness)) < LEVEL_MAX_FLATNESS)
-            level_speech, st.level_prev = level_now and st.level_prev, level_now
             band = (10.0 * math.log10(float(np.mean(np.power(10.0, feats.band_db / 10.0))))
                     if len(feats) else -120.0)
             raw[p] = {
                 "band": band,
-                "level_speech": level_speech,
+                "level": st.level.update(feats, st.floor_dbfs),
                 "filled": filled,
                 "f0": float(np.median(voiced)) if len(voiced) else math.nan,
                 "dsil": bool(np.all(feats.digital_silence)) if len(feats) else False,
@@ -260,8 +257,15 @@ class CallEngine:
             echo = st.echo.is_echo(levels[p], levels[other], window[i], window[1 - i])
             music = self._music_now if p == "agent" else False
             blocked = echo or music or levels[p] < self.cfg.vad.silence_dbfs
-            # Silero fused with the level detector: loud, voiced, non-tonal frames are speech
-            prob = 1.0 if raw[p]["level_speech"] else float(probs[i])
+            # Silero fused with the level detector (loud, speech-like frames are speech); a
+            # spurt never starts on a frame that hardly rises above the noise floor (Silero
+            # now and then scores faint echo residue or hiss as speech)
+            level_ev = raw[p]["level"]
+            if 0.0 < level_ev < 1.0 and levels[p] < levels[other] - CONTINUE_MAX_BELOW_OTHER_DB:
+                level_ev = 0.0  # a weak frame under a louder other party: often their echo
+            prob = max(float(probs[i]), level_ev)
+            if not st.tracker.speaking and levels[p] - st.floor_dbfs < ONSET_MIN_SNR_DB:
+                prob = 0.0
             ended = st.tracker.update(t0, t1, prob, blocked)
             if ended is not None:
                 st.spurts.append(ended)

@@ -13,7 +13,7 @@ from tests.ctxutil import frames
 
 
 def _tone_run(raised_at=None, lvl=8.0, pitch_ratio=1.25, party="agent", jitter=True,
-              intonation_st=0.8):
+              intonation_st=0.8, spread_db=3.0):
     """Alternating sentences with level/pitch spread; optional raised stretch of 3 s."""
     rule = ToneRule(ToneConfig())
     cues = []
@@ -21,9 +21,9 @@ def _tone_run(raised_at=None, lvl=8.0, pitch_ratio=1.25, party="agent", jitter=T
     for i, ctx in enumerate(frames(75.0, agent=speech, customer=speech)):
         pf = ctx.party(party)
         if pf.active:
-            # within-speaker spread: ±5 dB and ±1 semitone from sentence to sentence
+            # within-speaker spread: ±spread_db and ±1 semitone from sentence to sentence
             k = int(ctx.t_s // 3.0)
-            level = pf.level_dbfs + (5.0 * math.sin(k * 1.7) if jitter else 0.0)
+            level = pf.level_dbfs + (spread_db * math.sin(k * 1.7) if jitter else 0.0)
             f0 = pf.f0_hz * 2 ** ((math.sin(k * 2.3) if jitter else 0.0) / 12)
             f0 *= 2 ** ((intonation_st * math.sin(i * 0.3)) / 12)  # intonation inside a sentence
             if raised_at is not None and raised_at <= ctx.t_s < raised_at + 3.0:
@@ -86,7 +86,9 @@ def test_short_episode_and_early_baseline():
 
 
 def test_within_speaker_spread_alone_is_not_raised():
-    assert not [c for c in _tone_run(raised_at=None) if c.data["state"] == "raised"]
+    for spread in (3.0, 5.0, 6.0):
+        assert not [c for c in _tone_run(raised_at=None, spread_db=spread)
+                    if c.data["state"] == "raised"], spread
 
 
 def test_flat_pitch_is_monotone():

@@ -5,12 +5,12 @@ not on raw voice-activity fragments: real speakers pause 0.25-0.4 s inside a sen
 a speaker who resumes after such a pause is not starting anew.
 
 A candidate opens when party X starts a new turn while party Y's turn has been running for
-at least ``min_prior_speech_s``.  It becomes an interruption (cue at that moment) once X
-has spoken ``min_overlap_s`` *inside* Y's turn: X's active speech frames (no hangover, so a
-backchannel — « mhm », « ja », « oui » — never grows into an interruption) count once Y is
-heard again after them.  So Y's pauses do not stall the count, while quick turn-taking — X
-starting as Y trails off — adds nothing after Y's last word, and the candidate lapses when
-Y's turn ends.
+at least ``min_prior_speech_s``.  It becomes an interruption (cue at that moment) once the
+overlap reaches ``min_overlap_s``: the time from X's onset to the latest moment at which
+*both* have been heard (active frames, no hangover), with both still inside their turns.
+Pauses inside either turn do not stall it; a backchannel — « mhm », « ja », « oui » — ends
+before it gets there; quick turn-taking — X starting as Y trails off — adds nothing after
+Y's last word, and the candidate lapses when Y's turn ends.
 """
 
 from __future__ import annotations
@@ -27,11 +27,16 @@ from appliance.events import PARTIES, Cue, Party
 class _Candidate:
     onset_s: float
     other_turn_start_s: float
-    overlap_s: float = 0.0
-    """X's speech bracketed by Y's speech (s)."""
-    pending_s: float = 0.0
-    """X's speech since Y was last heard (s): counts once Y speaks again."""
+    x_heard_s: float
+    """End of X's latest active frame (s)."""
+    y_heard_s: float
+    """End of Y's latest active frame (s)."""
     fired: bool = False
+
+    @property
+    def overlap_s(self) -> float:
+        """From X's onset to the latest moment at which both have been heard (s)."""
+        return max(0.0, min(self.x_heard_s, self.y_heard_s) - self.onset_s)
 
 
 class InterruptionRule:
@@ -64,7 +69,7 @@ class InterruptionRule:
                 prior = onset - py.turn_start_s
                 if (prior >= self.cfg.min_prior_speech_s
                         and self._fired_on[x] != py.turn_start_s):
-                    self._cand[x] = _Candidate(onset, py.turn_start_s)
+                    self._cand[x] = _Candidate(onset, py.turn_start_s, onset, ctx.t0_s)
             cand = self._cand[x]
             if cand is None:
                 continue
@@ -73,10 +78,9 @@ class InterruptionRule:
                 self._cand[x] = None
                 continue
             if px.active:  # the interrupter's own speech, inside the other's running turn
-                cand.pending_s += ctx.dt_s
+                cand.x_heard_s = ctx.t_s
             if py.active:
-                cand.overlap_s += cand.pending_s
-                cand.pending_s = 0.0
+                cand.y_heard_s = ctx.t_s
             if not cand.fired and cand.overlap_s >= self.cfg.min_overlap_s:
                 cand.fired = True
                 self._fired_on[x] = cand.other_turn_start_s

@@ -1,7 +1,8 @@
 """Tone (rule 4): raised voice / monotone for the agent, agitation for the customer.
 
-Each speaker is compared with their *own* running baseline: the medians of level and pitch
-over their recent voiced speech (``baseline_span_s``).  Frames enter the baseline only after
+Each speaker is compared with their *own* running baseline: the upper quartile of level (the
+loud part of speech, which the soft frames between words do not move) and the median of
+pitch over their recent voiced speech (``baseline_span_s``).  Frames enter the baseline only after
 a delay (``_DELAY_S``) so an episode does not dilute its own reference.  The level is that of
 the 300-2500 Hz band, so a telephone line's band limits change nothing by themselves.
 
@@ -35,6 +36,9 @@ _PERSIST_EVALS = 2
 _PITCH_CREDIT_DB = 2.0
 _EARLY_BASELINE_S = 2.0
 _EARLY_MARGIN_DB = 3.0
+#: Levels are compared at their upper quartile: the loud part of speech, which the soft
+#: frames between words (as many as the voice activity happens to keep) do not move.
+_LEVEL_PCT = 75.0
 
 
 def semitones(f0_hz: float) -> float:
@@ -105,7 +109,8 @@ class ToneRule:
             return None
         base = np.asarray(sp.baseline)
         cur = np.asarray([(lv, st) for _, lv, st in sp.recent])
-        d_level = float(np.median(cur[:, 0]) - np.median(base[:, 0]))
+        d_level = float(np.percentile(cur[:, 0], _LEVEL_PCT)
+                        - np.percentile(base[:, 0], _LEVEL_PCT))
         d_pitch = float(np.median(cur[:, 1]) - np.median(base[:, 1]))
         q75, q25 = np.percentile(base[:, 1], [75, 25])
         pitch_spread = float(q75 - q25) / 1.349

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import soxr
+from scipy import signal
 
 from .speech import FRAME_S, MERGE_GAP_S, THRESH_DB
 
@@ -128,10 +129,15 @@ FLOOR_MARGIN_DB = 12.0
 
 def voiced_segments(x: np.ndarray, sr: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Active 10 ms frames of a real recording and their runs merged over pauses shorter
-    than 0.3 s (as :func:`tests.corpus.speech.voiced_segments`, noise-floor aware)."""
+    than 0.3 s (as :func:`tests.corpus.speech.voiced_segments`, noise-floor aware).
+
+    Energy is measured in the speech band (150-3800 Hz, zero-phase): breath pops, rumble and
+    DC steps of real recordings are not speech."""
     f = round(sr * FRAME_S)
     n = len(x) // f
-    e = (x[: n * f].reshape(n, f).astype(np.float64) ** 2).mean(axis=1)
+    sos = signal.butter(4, (150.0, min(3800.0, 0.45 * sr)), "bandpass", fs=sr, output="sos")
+    y = signal.sosfiltfilt(sos, np.asarray(x, np.float64)) if len(x) > 64 else x
+    e = (y[: n * f].reshape(n, f).astype(np.float64) ** 2).mean(axis=1)
     db = 10 * np.log10(e + 1e-20)
     floor = float(np.percentile(db, 10)) if n else -200.0
     act = db > max(db.max() - THRESH_DB, min(floor + FLOOR_MARGIN_DB, db.max() - 20.0), -90.0)
@@ -145,7 +151,11 @@ def voiced_segments(x: np.ndarray, sr: int) -> tuple[np.ndarray, list[tuple[int,
     return act, runs
 
 
+_DC_SOS = signal.butter(2, 50.0, "highpass", fs=RATE_HZ, output="sos")
+
+
 def trim(x: np.ndarray, source: str) -> Clip | None:
+    x = signal.sosfilt(_DC_SOS, np.asarray(x, np.float64)).astype(np.float32)  # DC, rumble
     act, runs = voiced_segments(x, RATE_HZ)
     if not runs:
         return None
