@@ -68,11 +68,11 @@ MUSIC_SPEECH_VETO = 0.3
 MUSIC_VETO_FRAMES = round(1.0 / FRAME_S)
 #: A weaker frame (this many dB under ``[vad] level_snr_db``) continues level-detected speech.
 LEVEL_CONTINUE_DB = 7.0
-#: Weak frames do not continue level-detected speech while the other party is this much
-#: louder (double talk: the echo the gate cannot place lives there).
-CONTINUE_MAX_BELOW_OTHER_DB = 6.0
+#: The level detector says nothing while the other party is this much louder (double talk:
+#: the echo the gate cannot place lives there).
+LEVEL_MAX_BELOW_OTHER_DB = 12.0
 #: No talk spurt starts on a frame less than this far above the channel's noise floor.
-ONSET_MIN_SNR_DB = 6.0
+ONSET_MIN_SNR_DB = 10.0
 
 
 def _level_dbfs(x: np.ndarray) -> float:
@@ -261,8 +261,9 @@ class CallEngine:
             # spurt never starts on a frame that hardly rises above the noise floor (Silero
             # now and then scores faint echo residue or hiss as speech)
             level_ev = raw[p]["level"]
-            if 0.0 < level_ev < 1.0 and levels[p] < levels[other] - CONTINUE_MAX_BELOW_OTHER_DB:
-                level_ev = 0.0  # a weak frame under a louder other party: often their echo
+            if level_ev > 0.0 and levels[p] < levels[other] - LEVEL_MAX_BELOW_OTHER_DB:
+                level_ev = 0.0  # under a much louder other party: often their echo or the
+                #                 tail of one's own word in it; Silero alone decides there
             prob = max(float(probs[i]), level_ev)
             if not st.tracker.speaking and levels[p] - st.floor_dbfs < ONSET_MIN_SNR_DB:
                 prob = 0.0

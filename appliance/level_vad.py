@@ -10,7 +10,8 @@ the level has *fallen* by ``MIN_FALL_DB`` from a peak within the last ``FALL_HOP
 the loud stretch: speech comes in syllables, while a sustained pad of hold music holds or
 swells its level (Silero rightly gives it 0.00, and the music detector needs a few seconds
 to be sure).  Synthetic partials are also perfectly unflat (flatness ~0).
-Inside such speech, weaker frames (``continue_db`` less) keep it going, the way Silero's
+Inside such speech a strong frame needs nothing more (a long vowel holds its level), and
+weaker frames (``continue_db`` less, fricatives flatter) keep it going, the way Silero's
 lower off-threshold does, so the soft ends of words and short dips are not cut.
 
 :meth:`LevelDetector.update` returns evidence on Silero's scale: 1.0 (speech), a value
@@ -27,10 +28,10 @@ from appliance.features.extractor import FeatureFrames
 
 #: Sustained notes (hold music, ringback) have a stable fine structure; speech harmonics
 #: glide (corpus: median tonality 0.02 for speech frames, 0.90 for hold music).
-MAX_TONALITY = 0.6
+MAX_TONALITY = 0.7
 #: Flat spectra are clicks and hiss (median flatness 0.42 for key clicks, 0.12 for speech).
 MAX_FLATNESS = 0.4
-MAX_FLATNESS_CONTINUE = 0.5
+MAX_FLATNESS_CONTINUE = 0.6
 MIN_FLATNESS = 0.01
 #: A fall from a peak (dB) within the last ``FALL_HOPS`` 10 ms hops of the loud stretch:
 #: syllables have it, steady music or hum does not.
@@ -70,13 +71,14 @@ class LevelDetector:
         else:
             self._run.clear()
         strong = snr >= self.snr_db and not tonal and MIN_FLATNESS <= flat < MAX_FLATNESS
-        fell = self._fell()
-        confirmed = strong and self._prev_strong and fell
+        # an onset needs two strong frames and a syllabic fall; inside speech a strong frame
+        # is enough (a long vowel holds its level)
+        confirmed = strong and (self._in_speech or (self._prev_strong and self._fell()))
         self._prev_strong = strong
         if confirmed:
             self._in_speech = True
             return 1.0
-        if (self._in_speech and fell and snr >= self.continue_snr_db and not tonal
+        if (self._in_speech and snr >= self.continue_snr_db and not tonal
                 and MIN_FLATNESS <= flat < MAX_FLATNESS_CONTINUE):
             return self.continue_prob
         self._in_speech = False

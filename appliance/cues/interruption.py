@@ -5,12 +5,14 @@ not on raw voice-activity fragments: real speakers pause 0.25-0.4 s inside a sen
 a speaker who resumes after such a pause is not starting anew.
 
 A candidate opens when party X starts a new turn while party Y's turn has been running for
-at least ``min_prior_speech_s``.  It becomes an interruption (cue at that moment) once the
-overlap reaches ``min_overlap_s``: the time from X's onset to the latest moment at which
-*both* have been heard (active frames, no hangover), with both still inside their turns.
-Pauses inside either turn do not stall it; a backchannel — « mhm », « ja », « oui » — ends
-before it gets there; quick turn-taking — X starting as Y trails off — adds nothing after
-Y's last word, and the candidate lapses when Y's turn ends.
+at least ``min_prior_speech_s``.  It becomes an interruption (cue at that moment) once X
+has spoken ``min_overlap_s`` *inside* Y's turn: X's active speech frames (no hangover, so a
+backchannel — « mhm », « ja », « oui » — never grows into one), plus X's pauses between
+two spurts of the same turn, count once Y is heard again after them; or once the span from
+X's onset to the last moment both were heard reaches ``min_overlap_s`` + ``SPAN_MARGIN_S``.
+So pauses inside either turn do not stall the count, while quick turn-taking — X starting
+as Y trails off — adds nothing after Y's last word, and the candidate lapses when Y's turn
+ends.
 """
 
 from __future__ import annotations
@@ -22,21 +24,32 @@ from appliance.config import InterruptionConfig
 from appliance.conversation import FrameContext
 from appliance.events import PARTIES, Cue, Party
 
+#: The span from X's onset to the last moment both were heard also decides, with this
+#: margin: it does not wait for X's pauses to be bridged by X's own speech (faster for
+#: real speakers who pause inside the turn), while the margin keeps a backchannel whose
+#: tail the voice activity stretches (echo, reverberation) from reaching it.
+SPAN_MARGIN_S = 0.2
+
 
 @dataclass(slots=True)
 class _Candidate:
     onset_s: float
     other_turn_start_s: float
-    x_heard_s: float
+    overlap_s: float = 0.0
+    """X's speech bracketed by Y's speech (s)."""
+    pending_s: float = 0.0
+    """X's speech since Y was last heard (s): counts once Y is heard again."""
+    x_active_end_s: float | None = None
     """End of X's latest active frame (s)."""
-    y_heard_s: float
+    y_heard_s: float = 0.0
     """End of Y's latest active frame (s)."""
     fired: bool = False
 
     @property
-    def overlap_s(self) -> float:
+    def span_s(self) -> float:
         """From X's onset to the latest moment at which both have been heard (s)."""
-        return max(0.0, min(self.x_heard_s, self.y_heard_s) - self.onset_s)
+        x_end = self.x_active_end_s if self.x_active_end_s is not None else self.onset_s
+        return max(0.0, min(x_end, self.y_heard_s) - self.onset_s)
 
 
 class InterruptionRule:
@@ -69,7 +82,7 @@ class InterruptionRule:
                 prior = onset - py.turn_start_s
                 if (prior >= self.cfg.min_prior_speech_s
                         and self._fired_on[x] != py.turn_start_s):
-                    self._cand[x] = _Candidate(onset, py.turn_start_s, onset, ctx.t0_s)
+                    self._cand[x] = _Candidate(onset, py.turn_start_s)
             cand = self._cand[x]
             if cand is None:
                 continue
@@ -78,14 +91,21 @@ class InterruptionRule:
                 self._cand[x] = None
                 continue
             if px.active:  # the interrupter's own speech, inside the other's running turn
-                cand.x_heard_s = ctx.t_s
+                if started and cand.x_active_end_s is not None:  # a new spurt, same turn
+                    cand.pending_s += max(0.0, ctx.t0_s - cand.x_active_end_s)
+                cand.pending_s += ctx.dt_s
+                cand.x_active_end_s = ctx.t_s
             if py.active:
+                cand.overlap_s += cand.pending_s
+                cand.pending_s = 0.0
                 cand.y_heard_s = ctx.t_s
-            if not cand.fired and cand.overlap_s >= self.cfg.min_overlap_s:
+            if not cand.fired and (cand.overlap_s >= self.cfg.min_overlap_s
+                                   or cand.span_s >= self.cfg.min_overlap_s + SPAN_MARGIN_S):
                 cand.fired = True
                 self._fired_on[x] = cand.other_turn_start_s
                 self.count[x] += 1
-                ev = {"start": round(cand.onset_s, 3), "overlap_s": round(cand.overlap_s, 2),
+                ev = {"start": round(cand.onset_s, 3),
+                      "overlap_s": round(max(cand.overlap_s, cand.span_s), 2),
                       "interrupted": y}
                 self.events.append({"party": x, **ev})
                 msg = ("You talked over the caller: let them finish" if x == "agent"
