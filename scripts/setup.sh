@@ -16,13 +16,31 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
-if [ ${#missing[@]} -gt 0 ]; then
+# Real recorded voices for the real-speech test corpus (tests/corpus/voices.py), each
+# package's own files, nothing committed: Asterisk's IVR prompts (Allison Smith, June
+# Wallack, Carlo: CC-BY-SA-3.0; Armelle Desjardins: BSD-style), pocketsphinx's test speech
+# (BSD-2) and alsa-utils' speaker-test voice (GPL-2).  Data only, without recommends (the
+# prompts recommend Asterisk itself).
+voices=(asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 asterisk-core-sounds-it-g722
+        asterisk-prompt-fr-armelle pocketsphinx-testdata alsa-utils)
+missing_voices=()
+for p in "${voices[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing_voices+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ] || [ ${#missing_voices[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
-    echo "setup: please install these Debian packages: ${missing[*]}" >&2; exit 1
+    echo "setup: please install these Debian packages: ${missing[*]} ${missing_voices[*]}" >&2
+    exit 1
   fi
-  echo "setup: installing ${missing[*]}" >&2
+  echo "setup: installing ${missing[*]} ${missing_voices[*]}" >&2
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  if [ ${#missing[@]} -gt 0 ]; then
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  if [ ${#missing_voices[@]} -gt 0 ]; then
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      "${missing_voices[@]}" >/dev/null
+  fi
 fi
 
 python=${PYTHON:-python3}

@@ -255,6 +255,17 @@ def score(truths: list[dict[str, Any]], results: list[dict[str, Any]]) -> Scores
     return sc
 
 
+def by_band(truths: list[dict[str, Any]], results: list[dict[str, Any]]
+            ) -> dict[str, Scores]:
+    """Scores of the whole corpus ("all") and of its wideband and telephone-band calls."""
+    by_name = {r["name"]: r for r in results}
+    out = {"all": score(truths, results)}
+    for band in ("wideband", "telephone"):
+        sub = [t for t in truths if bool(t["telephone"]) == (band == "telephone")]
+        out[band] = score(sub, [by_name[t["name"]] for t in sub])
+    return out
+
+
 def talk_truth(truth: dict[str, Any]) -> dict[str, float]:
     """Speech seconds per party outside holds, from the truth's speech intervals."""
     holds = [(h["start"], h["end"]) for h in truth["holds"]]

@@ -36,6 +36,9 @@ _PERSIST_EVALS = 2
 _PITCH_CREDIT_DB = 2.0
 _EARLY_BASELINE_S = 2.0
 _EARLY_MARGIN_DB = 3.0
+#: A median pitch "rise" beyond this is an octave error of the pitch tracker (telephone
+#: band, missing fundamental), not a voice: it earns no credit.
+_MAX_PITCH_RISE_ST = 7.0
 #: Levels are compared at their upper quartile: the loud part of speech, which the soft
 #: frames between words (as many as the voice activity happens to keep) do not move.
 _LEVEL_PCT = 75.0
@@ -116,7 +119,7 @@ class ToneRule:
         pitch_spread = float(q75 - q25) / 1.349
         need = self.cfg.raised_level_db + _EARLY_MARGIN_DB * max(
             0.0, 1.0 - base_s / self.cfg.min_baseline_s)
-        if d_pitch >= max(self.cfg.raised_pitch_st, pitch_spread):
+        if max(self.cfg.raised_pitch_st, pitch_spread) <= d_pitch <= _MAX_PITCH_RISE_ST:
             need -= _PITCH_CREDIT_DB
         if d_level < need:
             sp.raised_armed = True
