@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import soxr
 
-from . import mix
+from . import _resolve, load_corpus, mix
 from .build import _json_default, _r, make_truth, render, table, validate
 from .scenarios import (
     AGENT,
@@ -57,7 +57,7 @@ from .speech import TEXT, Utt
 from .voices import RATE_HZ, SPEAKERS, Clip, clips, voiced_segments
 
 GENERATOR_VERSION = 1
-MANIFEST = "corpus.json"
+MANIFEST = "corpus.json"  # the same layout as the espeak corpus: its loader reads both
 NOMINAL_WPM = 165.0
 BACKCHANNEL_MAX_S = 0.5
 _SOURCES = ("speech.py", "music.py", "mix.py", "scenarios.py", "build.py", "voices.py",
@@ -359,21 +359,6 @@ def _version() -> str:
         h.update(f"{s}:{len(clips(s))}".encode())
     h.update(subprocess.run(["sox", "--version"], capture_output=True, text=True).stdout.encode())
     return h.hexdigest()[:16]
-
-
-def _resolve(truth: dict[str, Any], out_dir: Path) -> dict[str, Any]:
-    t = dict(truth)
-    t["dir"] = str(out_dir)
-    t["files"] = {k: str(out_dir / v) for k, v in truth["files"].items()}
-    t["marks"] = str(out_dir / truth["marks"]) if truth["marks"] else None
-    return t
-
-
-def load_corpus(out_dir: Path) -> list[dict[str, Any]]:
-    out_dir = Path(out_dir).resolve()
-    man = json.loads((out_dir / MANIFEST).read_text())
-    return [_resolve(json.loads((out_dir / f"{n}.truth.json").read_text()), out_dir)
-            for n in man["calls"]]
 
 
 def _build_one(args: tuple[dict[str, Any], int, str]) -> list[dict[str, Any]]:
