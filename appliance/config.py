@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -285,6 +286,13 @@ def _bad(src: str, where: str, msg: str) -> ApplianceError:
     return ApplianceError(CONFIG_INVALID, f"{src}: {where}: {msg}")
 
 
+def _in_range(value: float, lo: float | None, hi: float | None) -> bool:
+    """Finite and inside the bounds; written so that NaN (every comparison false) fails."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return (lo is None or value >= lo) and (hi is None or value <= hi)
+
+
 def _build(cls: type, raw: dict[str, Any], src: str, section: str) -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name: f for f in dataclasses.fields(cls)}
@@ -306,14 +314,14 @@ def _build(cls: type, raw: dict[str, Any], src: str, section: str) -> Any:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise _bad(src, where, f"must be a number, not {value!r}")
             lo, hi, unit = f.metadata["min"], f.metadata["max"], f.metadata["unit"]
-            if (lo is not None and value < lo) or (hi is not None and value > hi):
+            if not _in_range(value, lo, hi):
                 raise _bad(src, where, f"{value} is out of range {lo}..{hi} {unit}".rstrip())
             kwargs[name] = float(value)
         elif hint is int:
             if isinstance(value, bool) or not isinstance(value, int):
                 raise _bad(src, where, f"must be a whole number, not {value!r}")
             lo, hi, unit = f.metadata["min"], f.metadata["max"], f.metadata["unit"]
-            if (lo is not None and value < lo) or (hi is not None and value > hi):
+            if not _in_range(value, lo, hi):
                 raise _bad(src, where, f"{value} is out of range {lo}..{hi} {unit}".rstrip())
             kwargs[name] = value
         elif hint is str:

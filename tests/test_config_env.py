@@ -127,3 +127,24 @@ def test_credential_and_table_problems_are_config_errors(tmp_path: Path) -> None
         load_config(f, {"CREDENTIALS_DIRECTORY": str(creds)})
     with pytest.raises(ApplianceError, match=r"\[dashboard\] must be a table"):
         load_config(f, {"APPLIANCE_DASHBOARD_PORT": "9000"})
+
+
+@pytest.mark.parametrize("text", ["nan", "inf", "-inf", "+nan"])
+@pytest.mark.parametrize("key", ["[dashboard]\nsnapshot_s", "[storage]\nsummaries_max_mb",
+                                 "[audio]\nblock_s", "[tone]\nbaseline_span_s",
+                                 "[hold]\ntoo_long_s", "[vad]\nlevel_snr_db"])
+def test_nan_and_infinity_are_refused_for_every_number(tmp_path: Path, key: str,
+                                                       text: str) -> None:
+    """NaN compares false with everything, so a plain range check let it through (issue
+    10); infinity is out of every range."""
+    f = tmp_path / "a.toml"
+    f.write_text(f"{key} = {text}\n")
+    with pytest.raises(ApplianceError, match="out of range"):
+        load_config(f, env={})
+
+
+def test_huge_whole_numbers_are_out_of_range_not_a_crash(tmp_path: Path) -> None:
+    f = tmp_path / "a.toml"
+    f.write_text(f"[audio]\nagent_channel = {10 ** 400}\n")
+    with pytest.raises(ApplianceError, match="out of range"):
+        load_config(f, env={})
