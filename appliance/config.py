@@ -21,6 +21,9 @@ from appliance.config_env import apply_env, overridden_by
 from appliance.errors import CONFIG_INVALID, CONFIG_NOT_FOUND, ApplianceError
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+#: The fully commented default file is ~12 000 characters; a file 20x larger is a mistake
+#: (and parsing it would cost the service's memory).
+MAX_CONFIG_CHARS = 256 * 1024
 SECRET_KEYS = frozenset({"token"})
 """Keys whose values never appear in an error message (they end up in the journal)."""
 
@@ -405,10 +408,17 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
         raise ApplianceError(CONFIG_NOT_FOUND, f"config file not found: {path}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ApplianceError(CONFIG_NOT_FOUND, f"cannot read config file {path}: {exc}") from exc
+    if len(text) > MAX_CONFIG_CHARS:
+        raise ApplianceError(CONFIG_INVALID, f"{path}: {len(text)} characters is too long for "
+                             f"a config file (at most {MAX_CONFIG_CHARS})")
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ApplianceError(CONFIG_INVALID, f"{path}: not valid TOML: {exc}") from exc
+    except RecursionError as exc:
+        raise ApplianceError(CONFIG_INVALID, f"{path}: nested too deeply") from exc
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise ApplianceError(CONFIG_INVALID, f"{path}: a number too long to read") from exc
     if env:
         return config_from_dict(apply_env(raw, env), _env_src(str(path), env))
     return config_from_dict(raw, str(path))

@@ -23,6 +23,8 @@ from appliance.errors import MARKS_INVALID, MARKS_NOT_FOUND, ApplianceError
 KNOWN_MARK_EVENTS: tuple[str, ...] = ("hold_start", "hold_end")
 
 _EXAMPLE = '{"t": 40.0, "event": "hold_start"}'
+#: No call lasts a year; a larger "t" is a mistake (and a float overflow, 2**1024, a crash).
+MAX_T_S = 365 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +78,10 @@ def _parse_line(text: str) -> Mark | str:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         return f"is not valid JSON ({exc.msg}); expected e.g. {_EXAMPLE}"
+    except RecursionError:
+        return f"is nested too deeply to be a mark; expected e.g. {_EXAMPLE}"
+    except ValueError:  # an integer of more than 4300 digits
+        return f"holds a number too long to read; expected e.g. {_EXAMPLE}"
     if not isinstance(obj, dict):
         return f"expected a JSON object like {_EXAMPLE}, got {text[:40]}"
     if "t" not in obj:
@@ -83,8 +89,10 @@ def _parse_line(text: str) -> Mark | str:
     t = obj["t"]
     if isinstance(t, bool) or not isinstance(t, int | float):
         return f'"t" must be a number of seconds, got {json.dumps(t)}'
-    if not math.isfinite(t) or t < 0:
-        return f'"t" must be a finite number of seconds >= 0, got {t}'
+    if (isinstance(t, float) and not math.isfinite(t)) or t < 0 or t > MAX_T_S:
+        shown = (t if isinstance(t, float) or abs(t) < 10**12
+                 else f"an integer of {t.bit_length()} bits")
+        return f'"t" must be a finite number of seconds >= 0 (at most a year), got {shown}'
     if "event" not in obj:
         return 'missing "event"'
     event = obj["event"]

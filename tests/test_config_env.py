@@ -148,3 +148,13 @@ def test_huge_whole_numbers_are_out_of_range_not_a_crash(tmp_path: Path) -> None
     f.write_text(f"[audio]\nagent_channel = {10 ** 400}\n")
     with pytest.raises(ApplianceError, match="out of range"):
         load_config(f, env={})
+
+
+@pytest.mark.parametrize("text", ["a = " + "[" * 2000 + "]" * 2000,
+                                  "[audio]\nagent_channel = " + "9" * 5000,
+                                  "# padding\n" * 40000])
+def test_deep_long_or_huge_config_is_a_clean_error(tmp_path: Path, text: str) -> None:
+    f = tmp_path / "a.toml"
+    f.write_text(text)
+    with pytest.raises(ApplianceError):
+        load_config(f, env={})

@@ -115,3 +115,14 @@ def test_unreadable(tmp_path: Path) -> None:
     with pytest.raises(ApplianceError) as err:
         load_marks(p)
     assert err.value.code == MARKS_NOT_FOUND
+
+
+@pytest.mark.parametrize("line", ['{"t": ' + "[" * 3000 + "]" * 3000 + "}",
+                                  '{"t": ' + "9" * 5000 + ', "event": "hold_start"}',
+                                  '{"t": ' + str(2 ** 1024) + ', "event": "hold_start"}',
+                                  '{"t": 1e400, "event": "hold_start"}'])
+def test_deep_or_huge_marks_are_a_clean_error(line: str) -> None:
+    """A marks line nested 3000 deep, an integer of 5000 digits or 2**1024 (which no float
+    holds) is a marks error, not a crash (issue 10, finding 5)."""
+    with pytest.raises(ApplianceError):
+        parse_marks([line])
