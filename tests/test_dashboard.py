@@ -300,6 +300,10 @@ def test_bad_requests_are_refused_and_the_server_lives_on() -> None:
             (b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 100 + b"\r\n", 431),
             (b"POST /hold HTTP/1.1\r\nContent-Type: application/json\r\n"
              b"Content-Length: 100000\r\n\r\n" + b"{" * 2000, 413),
+            # issue 10: a digit str.isdigit accepts and int() refuses; JSON 1000 deep
+            ("POST /hold HTTP/1.1\r\nContent-Length: \u00b2\r\n\r\n".encode(), 400),
+            (b"POST /hold HTTP/1.1\r\nContent-Type: application/json\r\n"
+             b"Content-Length: 1000\r\n\r\n" + b"[" * 1000, 400),
         ):
             st, _, body = await request(p, raw)
             assert st == want, (raw[:40], st, body)

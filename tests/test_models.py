@@ -427,3 +427,36 @@ def test_the_real_model_loads_and_hears_nothing_in_silence(ko_models):
     rec = vosk.KaldiRecognizer(model, 16000)
     rec.AcceptWaveform(np.zeros(16000, np.int16).tobytes())
     assert json.loads(rec.FinalResult())["text"] == ""
+
+
+def test_an_unreadable_entry_under_the_models_folder_is_no_crash(tmp_path, monkeypatch) -> None:
+    """A ``lost+found`` the service user cannot read (issue 10, finding 2): listed with an
+    unreadable manifest, never a PermissionError at start-up.  Root reads anything, so the
+    refusal is simulated at the system calls."""
+    import os as _os
+
+    from appliance.asr import models as m
+
+    lost = tmp_path / "lost+found"
+    (lost / "deep").mkdir(parents=True)
+    (lost / "deep" / "x").write_bytes(b"12345")
+    real_lstat, real_read_text = _os.lstat, Path.read_text
+
+    def lstat(path, *a, **k):
+        if "lost+found" in str(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_lstat(path, *a, **k)
+
+    def read_text(self, *a, **k):
+        if "lost+found" in str(self):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read_text(self, *a, **k)
+
+    monkeypatch.setattr(m.os, "lstat", lstat)
+    monkeypatch.setattr(Path, "read_text", read_text)
+    monkeypatch.setattr(m.os, "walk", lambda p, onerror=None: onerror(  # type: ignore[misc]
+        PermissionError(13, "Permission denied", str(p))) or iter(()))
+    found = m.list_models(tmp_path)
+    assert [x.name for x in found] == ["lost+found"]
+    assert "PermissionError" in (found[0].manifest_error or "")
+    assert m.list_models(tmp_path / "missing") == []

@@ -7,6 +7,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -410,3 +411,20 @@ def test_messages_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(ApplianceError) as err:
         open_wav(p)
     assert "\n" not in str(err.value) and str(err.value).endswith(f"[{INPUT_NOT_WAV}]")
+
+
+def test_a_huge_fmt_chunk_size_allocates_nothing(tmp_path: Path) -> None:
+    """44 bytes whose ``fmt `` chunk claims 0xFFFFFFFF bytes: a clean truncation error, not
+    a 4 GiB read (issue 10, finding 3)."""
+    body = b"WAVE" + chunk(b"fmt ", fmt_body(1, 1, 8000, 16), 0xFFFFFFFF) + chunk(b"data", b"")
+    p = write(tmp_path, "huge_fmt.wav", b"RIFF" + struct.pack("<I", len(body)) + body)
+    # under a 1 GiB address-space limit a read of the declared size is a MemoryError
+    code = ("import resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+            "from appliance.audio.wavfile import open_wav\n"
+            "from appliance.errors import ApplianceError\n"
+            "try:\n    open_wav(sys.argv[1])\n"
+            "except ApplianceError as e:\n    print(e.code)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == INPUT_TRUNCATED, out.stderr[-500:]

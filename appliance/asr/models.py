@@ -176,17 +176,32 @@ def read_model(path: Path) -> InstalledModel:
         error = f"no {MANIFEST} (not installed with `appliance models install`)"
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as e:
         error = f"{MANIFEST} is unreadable ({type(e).__name__}: {e})"
-    size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
     return InstalledModel(name=path.name, path=path, lang=lang_from_name(path.name) or "",
-                          sample_rate_hz=_sample_rate_hz(path), size_bytes=size,
+                          sample_rate_hz=_sample_rate_hz(path), size_bytes=_tree_size(path),
                           manifest_error=error)
+
+
+def _tree_size(path: Path) -> int:
+    """Bytes of the regular files under ``path``; entries the service user may not read
+    (a ``lost+found``) are skipped, never a crash at start-up."""
+    total = 0
+    for root, _dirs, names in os.walk(path, onerror=lambda _e: None):
+        for n in names:
+            try:
+                st = os.lstat(os.path.join(root, n))
+            except OSError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
 
 
 def list_models(models_dir: Path) -> list[InstalledModel]:
     """Every model directory in ``models_dir``, by name (no hashing)."""
-    if not models_dir.is_dir():
+    try:
+        dirs = [p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    except OSError:  # missing, not a directory, or not readable by the service user
         return []
-    dirs = [p for p in models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
     return [read_model(p) for p in sorted(dirs, key=lambda p: p.name)]
 
 

@@ -229,6 +229,10 @@ def _sniff(head: bytes) -> str:
     return ""
 
 
+#: The largest real ``fmt `` chunk is 40 bytes (WAVE_FORMAT_EXTENSIBLE); allow a margin.
+_MAX_FMT_BYTES = 4096
+
+
 def _parse(p: Path, f: BinaryIO, file_size: int) -> WavReader:
     if file_size == 0:
         raise ApplianceError(INPUT_EMPTY, f"{p}: the file is empty (0 bytes)")
@@ -261,6 +265,8 @@ def _parse(p: Path, f: BinaryIO, file_size: int) -> WavReader:
         chunk_id, size = header[:4], struct.unpack("<I", header[4:])[0]
         body = pos + 8
         if chunk_id == b"fmt ":
+            if body + size > file_size or size > _MAX_FMT_BYTES:
+                break  # a chunk size the file cannot hold decides no allocation
             raw = f.read(size)
             if len(raw) < size:
                 break

@@ -57,7 +57,7 @@ class Request:
         """The body as JSON (400 when it is not)."""
         try:
             return json.loads(self.body.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise HttpError(400, "body is not valid JSON") from exc
 
 
@@ -137,7 +137,8 @@ async def read_request(reader: asyncio.StreamReader, *, max_body: int,
             raise HttpError(501, "transfer-encoding is not supported")
         raw_len = req.headers.get("content-length")
         if raw_len is not None:
-            if not raw_len.isdigit() or len(raw_len) > 12:
+            # str.isdigit accepts "²" and other digits int() refuses: ASCII only
+            if not (raw_len.isascii() and raw_len.isdigit()) or len(raw_len) > 12:
                 raise HttpError(400, "bad content-length")
             length = int(raw_len)
             if length > max_body:
