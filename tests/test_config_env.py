@@ -151,6 +151,7 @@ def test_huge_whole_numbers_are_out_of_range_not_a_crash(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("text", ["a = " + "[" * 2000 + "]" * 2000,
+
                                   "[audio]\nagent_channel = " + "9" * 5000,
                                   "# padding\n" * 40000])
 def test_deep_long_or_huge_config_is_a_clean_error(tmp_path: Path, text: str) -> None:
@@ -158,3 +159,26 @@ def test_deep_long_or_huge_config_is_a_clean_error(tmp_path: Path, text: str) ->
     f.write_text(text)
     with pytest.raises(ApplianceError):
         load_config(f, env={})
+
+
+
+@pytest.mark.parametrize("text", [".".join(["a"] * 20_000) + " = 1\n",
+                                  "[" + ".".join(["t"] * 20_000) + "]\n"])
+def test_keys_20000_levels_deep_are_refused_before_parsing(tmp_path: Path, text: str) -> None:
+    """40 KB of dotted keys cost tomllib 1.6 GB (issue 10, finding 4): under a 512 MiB
+    address-space limit the loader must still answer with a config error."""
+    import subprocess
+    import sys
+
+    f = tmp_path / "deep.toml"
+    f.write_text(text)
+    code = ("import resource, sys\n"
+            "resource.setrlimit(resource.RLIMIT_AS, (512 << 20, 512 << 20))\n"
+            "from appliance.config import load_config\n"
+            "from appliance.errors import ApplianceError\n"
+            "from pathlib import Path\n"
+            "try:\n    load_config(Path(sys.argv[1]))\n"
+            "except ApplianceError as e:\n    print(e.code)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(f)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "config.invalid", out.stderr[-300:]
