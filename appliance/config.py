@@ -93,7 +93,7 @@ class RateConfig:
 
 @dataclass(frozen=True, slots=True)
 class ToneConfig:
-    raised_level_db: float = _f(8.0, 1.0, 30.0, "dB")
+    raised_level_db: float = _f(7.0, 1.0, 30.0, "dB")
     """Level (300-2500 Hz band) above the speaker's own baseline that counts as a raised
     voice; 2 dB less when the pitch rose as well (raised_pitch_st)."""
     raised_pitch_st: float = _f(1.5, 0.0, 12.0, "semitones")

@@ -81,8 +81,8 @@ def test_short_episode_and_early_baseline():
         return out
     assert run(30.0, 9.0, 1.2), "1.2 s episode"
     assert run(9.0, 11.5, 1.8), "early baseline, strong rise"
-    assert not run(9.0, 8.5, 1.8), "early baseline: 8.5 dB is not enough yet"
-    assert run(30.0, 8.5, 1.8), "the same rise with a full baseline"
+    assert not run(9.0, 7.5, 1.8), "early baseline: 7.5 dB is not enough yet"
+    assert run(30.0, 7.5, 1.8), "the same rise with a full baseline"
 
 
 def test_within_speaker_spread_alone_is_not_raised():

@@ -29,6 +29,10 @@ from appliance.events import PARTIES, Cue, Party
 #: real speakers who pause inside the turn), while the margin keeps a backchannel whose
 #: tail the voice activity stretches (echo, reverberation) from reaching it.
 SPAN_MARGIN_S = 0.2
+#: A party being talked over often stops for longer than a within-turn pause, then goes on:
+#: once X has really talked over Y, Y's turn holds this long after Y was last heard, and Y
+#: resuming is Y's turn coming back, not Y cutting in.
+HOLD_INTERRUPTED_S = 1.0
 
 
 @dataclass(slots=True)
@@ -44,6 +48,11 @@ class _Candidate:
     y_heard_s: float = 0.0
     """End of Y's latest active frame (s)."""
     fired: bool = False
+
+    @property
+    def talked_over(self) -> bool:
+        """Y has been heard since X began: X really talked over Y."""
+        return self.y_heard_s > self.onset_s
 
     @property
     def span_s(self) -> float:
@@ -77,19 +86,29 @@ class InterruptionRule:
             started = px.speaking and not self._was_speaking[x]
             new_turn = started and px.turn_start_s is not None \
                 and px.turn_start_s == px.spurt_start_s
-            if new_turn and py.in_turn and py.turn_start_s is not None:
+            # X resuming while Y talks over X is X's turn coming back, not X cutting in
+            other = self._cand[y]
+            being_interrupted = other is not None and other.talked_over
+            if new_turn and py.in_turn and py.turn_start_s is not None and not being_interrupted:
                 onset = px.turn_start_s if px.turn_start_s is not None else ctx.t0_s
                 prior = onset - py.turn_start_s
                 if (prior >= self.cfg.min_prior_speech_s
                         and self._fired_on[x] != py.turn_start_s):
-                    self._cand[x] = _Candidate(onset, py.turn_start_s)
+                    self._cand[x] = _Candidate(onset, py.turn_start_s, y_heard_s=ctx.t0_s)
             cand = self._cand[x]
             if cand is None:
                 continue
-            if (not px.in_turn or px.turn_start_s != cand.onset_s or not py.in_turn
-                    or py.turn_start_s != cand.other_turn_start_s):
+            if not px.in_turn or px.turn_start_s != cand.onset_s:
                 self._cand[x] = None
                 continue
+            if py.turn_start_s != cand.other_turn_start_s or not py.in_turn:
+                # the interrupted party pauses longer when talked over: their turn holds for
+                # HOLD_INTERRUPTED_S after they were last heard, and resuming continues it
+                if not cand.talked_over or ctx.t_s - cand.y_heard_s > HOLD_INTERRUPTED_S:
+                    self._cand[x] = None
+                    continue
+                if py.speaking and py.turn_start_s is not None:
+                    cand.other_turn_start_s = py.turn_start_s
             if px.active:  # the interrupter's own speech, inside the other's running turn
                 if started and cand.x_active_end_s is not None:  # a new spurt, same turn
                     cand.pending_s += max(0.0, ctx.t0_s - cand.x_active_end_s)
