@@ -95,10 +95,10 @@ class RateConfig:
 class ToneConfig:
     raised_level_db: float = _f(7.0, 1.0, 30.0, "dB")
     """Level (300-2500 Hz band) above the speaker's own baseline that counts as a raised
-    voice; 2 dB less when the pitch rose as well (raised_pitch_st)."""
+    voice; 1 dB less when the pitch rose as well (raised_pitch_st)."""
     raised_pitch_st: float = _f(1.5, 0.0, 12.0, "semitones")
     """A pitch rise of at least this much, and at least the speaker's own pitch spread,
-    lowers the level rise needed by 2 dB (pitch alone never makes a raised voice)."""
+    lowers the level rise needed by 1 dB (pitch alone never makes a raised voice)."""
     window_s: float = _f(1.0, 0.5, 10.0, "s")
     """Seconds of speech over which level and pitch are compared with the baseline."""
     min_baseline_s: float = _f(8.0, 2.0, 120.0, "s")

@@ -33,7 +33,7 @@ _DELAY_S = 3.0
 _FRAME_GUESS_S = 0.032
 _EVAL_S = 0.25
 _PERSIST_EVALS = 2
-_PITCH_CREDIT_DB = 2.0
+_PITCH_CREDIT_DB = 1.0
 _EARLY_BASELINE_S = 2.0
 _EARLY_MARGIN_DB = 3.0
 #: A median pitch "rise" beyond this is an octave error of the pitch tracker (telephone
