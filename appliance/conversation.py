@@ -118,13 +118,12 @@ class SpeechTracker:
         self.spurt_start_s: float | None = None
         self.turn_start_s: float | None = None
         self._last_active_end_s = 0.0
-        self._had_speech = False
 
     def turn_open(self, t_s: float) -> bool:
         """The party's turn is still open at ``t_s``: speaking, or a pause that may still
         turn out to be inside the turn."""
-        return self._had_speech and (self.speaking
-                                     or t_s - self._last_active_end_s <= self.turn_gap_s)
+        return self.turn_start_s is not None and (
+            self.speaking or t_s - self._last_active_end_s <= self.turn_gap_s)
 
     @property
     def last_active_end_s(self) -> float:
@@ -140,11 +139,10 @@ class SpeechTracker:
             if not self.speaking:
                 self.speaking = True
                 self.spurt_start_s = t0_s
-                if (self.turn_start_s is None or not self._had_speech
+                if (self.turn_start_s is None
                         or t0_s - self._last_active_end_s > self.turn_gap_s + 1e-9):
                     self.turn_start_s = t0_s
             self._last_active_end_s = t1_s
-            self._had_speech = True
         elif self.speaking and t1_s - self._last_active_end_s >= self.hangover_s:
             assert self.spurt_start_s is not None
             ended = Spurt(self.spurt_start_s, self._last_active_end_s)

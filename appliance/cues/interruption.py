@@ -84,13 +84,13 @@ class InterruptionRule:
         for x, y in pairs:
             px, py = ctx.party(x), ctx.party(y)
             started = px.speaking and not self._was_speaking[x]
-            new_turn = started and px.turn_start_s is not None \
-                and px.turn_start_s == px.spurt_start_s
+            # a spurt that starts a turn (not one resuming after a within-turn pause)
+            onset = px.turn_start_s if started and px.turn_start_s == px.spurt_start_s else None
             # X resuming while Y talks over X is X's turn coming back, not X cutting in
             other = self._cand[y]
             being_interrupted = other is not None and other.talked_over
-            if new_turn and py.in_turn and py.turn_start_s is not None and not being_interrupted:
-                onset = px.turn_start_s if px.turn_start_s is not None else ctx.t0_s
+            if (onset is not None and py.in_turn and py.turn_start_s is not None
+                    and not being_interrupted):
                 prior = onset - py.turn_start_s
                 if (prior >= self.cfg.min_prior_speech_s
                         and self._fired_on[x] != py.turn_start_s):
