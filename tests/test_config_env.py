@@ -16,6 +16,7 @@ from appliance.config_env import (
 )
 from appliance.errors import ApplianceError
 from appliance.reload import changed_keys, restart_needed
+from tests.memlimit import error_code_under_limit
 
 
 def test_env_overrides_apply_on_top_of_the_file(tmp_path: Path) -> None:
@@ -167,18 +168,8 @@ def test_deep_long_or_huge_config_is_a_clean_error(tmp_path: Path, text: str) ->
 def test_keys_20000_levels_deep_are_refused_before_parsing(tmp_path: Path, text: str) -> None:
     """40 KB of dotted keys cost tomllib 1.6 GB (issue 10, finding 4): under a 512 MiB
     address-space limit the loader must still answer with a config error."""
-    import subprocess
-    import sys
-
     f = tmp_path / "deep.toml"
     f.write_text(text)
-    code = ("import resource, sys\n"
-            "resource.setrlimit(resource.RLIMIT_AS, (512 << 20, 512 << 20))\n"
-            "from appliance.config import load_config\n"
-            "from appliance.errors import ApplianceError\n"
-            "from pathlib import Path\n"
-            "try:\n    load_config(Path(sys.argv[1]))\n"
-            "except ApplianceError as e:\n    print(e.code)\n")
-    out = subprocess.run([sys.executable, "-c", code, str(f)], capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "config.invalid", out.stderr[-300:]
+    code, err = error_code_under_limit("from appliance.config import load_config as f",
+                                       str(f), 512 << 20)
+    assert code == "config.invalid", err

@@ -7,7 +7,6 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from appliance.errors import (
     INPUT_UNSUPPORTED,
     ApplianceError,
 )
+from tests.memlimit import error_code_under_limit
 
 GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
 needs_sox = pytest.mark.skipif(shutil.which("sox") is None, reason="sox not installed")
@@ -419,12 +419,6 @@ def test_a_huge_fmt_chunk_size_allocates_nothing(tmp_path: Path) -> None:
     body = b"WAVE" + chunk(b"fmt ", fmt_body(1, 1, 8000, 16), 0xFFFFFFFF) + chunk(b"data", b"")
     p = write(tmp_path, "huge_fmt.wav", b"RIFF" + struct.pack("<I", len(body)) + body)
     # under a 1 GiB address-space limit a read of the declared size is a MemoryError
-    code = ("import resource, sys\n"
-            "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
-            "from appliance.audio.wavfile import open_wav\n"
-            "from appliance.errors import ApplianceError\n"
-            "try:\n    open_wav(sys.argv[1])\n"
-            "except ApplianceError as e:\n    print(e.code)\n")
-    out = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True,
-                         timeout=60)
-    assert out.returncode == 0 and out.stdout.strip() == INPUT_TRUNCATED, out.stderr[-500:]
+    code, err = error_code_under_limit("from appliance.audio.wavfile import open_wav as f",
+                                       str(p), 1 << 30, timeout_s=60)
+    assert code == INPUT_TRUNCATED, err
