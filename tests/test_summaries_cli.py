@@ -7,7 +7,14 @@ import csv
 import hashlib
 import io
 import json
+import os
+import shutil
 import stat
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -267,3 +274,46 @@ def test_export_beside_the_running_service_is_read_only(capsys: pytest.CaptureFi
     assert service.count() == 4
     service.close()
     assert _ids(run(capsys, "export", "--state-dir", str(st), "--since", "1h")[1]) == ["c9"]
+
+
+def _as_reader(tmp: Path) -> tuple[list[str], Callable[[Path], None]]:
+    """How to run the CLI as someone who may read the state directory but not write it: as
+    root, an unprivileged user (``setpriv``); otherwise ourselves, with the write bits gone.
+    Returns the command prefix and a function that sets the permissions of a path."""
+    if os.geteuid() == 0:
+        if not shutil.which("setpriv"):
+            pytest.skip("needs setpriv to drop root")
+        tmp.chmod(0o755)
+        return (["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"],
+                lambda p: p.chmod(0o755 if p.is_dir() else 0o644))
+    return [], lambda p: p.chmod(0o555 if p.is_dir() else 0o444)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_list_and_export_need_only_read_access() -> None:
+    """A supervisor's account (or a read-only mount) can list and export: the reader cannot
+    create the WAL's -shm file, and must not need to."""
+    base = Path(tempfile.mkdtemp(prefix="ro-summaries-"))  # outside pytest's 0700 tree
+    try:
+        st = base / "state"
+        _fill(st, [3, 2])
+        prefix, read_only = _as_reader(base)
+        for p in (st, *st.iterdir()):
+            read_only(p)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+        env["HOME"] = str(base)
+        for args in (["list"], ["export"]):
+            r = subprocess.run([*prefix, sys.executable, "-m", "appliance", "summaries", *args,
+                                "--state-dir", str(st)], capture_output=True, text=True,
+                               cwd="/", env=env, timeout=120)
+            assert r.returncode == 0, r.stderr
+            if args == ["list"]:
+                assert dict(line.split(None, 1) for line in r.stdout.splitlines())["calls"] == "2"
+            else:
+                assert _ids(r.stdout) == ["c0", "c1"]
+        assert sorted(p.name for p in st.iterdir()) == ["summaries.sqlite3"]  # nothing written
+    finally:
+        for p in base.rglob("*"):
+            with suppress(OSError):
+                p.chmod(0o700)
+        shutil.rmtree(base, ignore_errors=True)

@@ -131,17 +131,18 @@ class SummaryStore:
         path = Path(path)
         if not path.is_file():
             raise ApplianceError(STORE_UNAVAILABLE, f"no summaries database at {path}")
-        uri = path.resolve().as_uri() + "?mode=ro"
-        with _sqlite_errors(path, "open"):
-            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         try:
-            with _sqlite_errors(path, "open"):
-                conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-                version = _user_version(conn)
-                _check_version(version, path)
-        except BaseException:
-            conn.close()
-            raise
+            conn, version = _connect_readonly(path, immutable=False)
+        except ApplianceError as exc:
+            # A WAL database needs its -shm file to be created by a reader; on a read-only
+            # file system, or a directory the reader may not write, that fails.  Without a
+            # -wal file no writer has the database open (a writer keeps one while it runs),
+            # so reading it as immutable is safe.
+            if exc.code != STORE_UNAVAILABLE or _wal(path).exists():
+                raise
+            log.debug("summaries database %s: read-only open failed (%s); reading it as "
+                      "immutable", path, exc)
+            conn, version = _connect_readonly(path, immutable=True)
         return cls(path, conn, max_bytes=0, keep_days=0.0, readonly=True, empty=version == 0)
 
     def close(self) -> None:
@@ -308,14 +309,40 @@ class SummaryStore:
                 "summary": summary}
 
 
+def _connect_readonly(path: Path, *, immutable: bool) -> tuple[sqlite3.Connection, int]:
+    """A read-only connection that passed the integrity and version checks, and the
+    database's schema version (0: an empty file)."""
+    uri = path.resolve().as_uri() + ("?mode=ro&immutable=1" if immutable else "?mode=ro")
+    with _sqlite_errors(path, "open"):
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    try:
+        with _sqlite_errors(path, "open"):
+            conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+            version = _user_version(conn)
+            _check_integrity(conn, path)
+            _check_version(version, path)
+            if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                raise _corrupt(path, "not a summaries database")
+    except BaseException:
+        conn.close()
+        raise
+    return conn, version
+
+
+def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:
+    """``PRAGMA quick_check``: the same test for the service and for a reader, so a file
+    the service refuses is never listed or exported as if it were whole."""
+    problems = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
+    if problems != ["ok"]:
+        raise _corrupt(path, "; ".join(str(p) for p in problems[:3]))
+
+
 def _prepare(conn: sqlite3.Connection, path: Path, max_bytes: int) -> None:
     """Integrity check, version check, pragmas, schema (in that order: ``auto_vacuum`` only
     takes effect when set before the first table exists)."""
     conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
     version = _user_version(conn)
-    problems = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
-    if problems != ["ok"]:
-        raise _corrupt(path, "; ".join(str(p) for p in problems[:3]))
+    _check_integrity(conn, path)
     _check_version(version, path)
     if version == 0:
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
