@@ -141,6 +141,21 @@ class Service:
         return True
 
     def status_line(self) -> str:
+        return "; ".join([*self._trouble(), self._activity()])
+
+    def _trouble(self) -> list[str]:
+        """What has stopped inside the box, first on the STATUS line (``systemctl status``)."""
+        h = self.runner.health()
+        out = []
+        if h["analysis_stalled"]:
+            out.append(f"ANALYSIS STALLED ({h['analysis_age_s']:.0f} s)")
+        st = h["storage"]
+        if st is not None and not st["ok"]:
+            why = f": {st['last_error']}" if st["last_error"] else ""
+            out.append(f"STORAGE {st['state'].upper()}{why} (summaries not kept)")
+        return out
+
+    def _activity(self) -> str:
         r = self.runner
         if not r.source.flowing:
             where = self.args.replay or self.cfg.audio.device or self.cfg.audio.agent_device \

@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 
 MIN_CALL_S = 1.0
 """A call shorter than this (audio time) at shutdown is not summarised."""
+STALLED_AFTER_S = 10.0
+"""The analysis loop turns at least once a second (a block, or the idle tick); when it has
+not turned for this long, health says ``analysis.stalled``."""
 
 
 class Ticker(Protocol):
@@ -147,6 +150,9 @@ class LiveRunner:
         self.calls = 0
         self.idle_tick_s = 1.0
         """While no audio arrives the analysis loop still ticks the watchdog this often."""
+        self.clock: Callable[[], float] = time.monotonic
+        """Seconds, monotonic (injected by tests): when the analysis loop last turned."""
+        self._loop_at: float | None = None
         self._pending_end: datetime | None = None
         """When the End key was pressed (the call is closed at the next block)."""
         self._closing: set[asyncio.Task[Summary]] = set()
@@ -237,6 +243,7 @@ class LiveRunner:
 
     async def analyse(self) -> None:
         while True:
+            self._loop_at = self.clock()
             try:  # (not wait_for: on 3.11 it can swallow a cancel when a block is ready)
                 async with asyncio.timeout(self.idle_tick_s):
                     block = await self.queue.get()
@@ -244,6 +251,7 @@ class LiveRunner:
                 if self.ticker is not None:
                     self.ticker.tick()
                 continue
+            self._loop_at = self.clock()
             if self.ticker is not None:
                 self.ticker.tick()
             if block is None:
@@ -293,10 +301,25 @@ class LiveRunner:
             await asyncio.to_thread(self.asr.finish, 5.0)
 
     # -- health and metrics -----------------------------------------------------------------
+    def analysis_age_s(self) -> float | None:
+        """Seconds since the analysis loop last turned (None before it started)."""
+        return None if self._loop_at is None else max(0.0, self.clock() - self._loop_at)
+
     def health(self) -> dict[str, Any]:
+        """What /healthz shows.  ``healthy`` is False when something inside the box has
+        stopped (the analysis loop, the storage of summaries): monitoring must see it even
+        while the page still loads.  ``problems`` also names what is outside (no audio)."""
         src = self.source.stats()
         asr = self.asr.stats() if self.asr is not None else None
+        age = self.analysis_age_s()
+        stalled = age is not None and age > STALLED_AFTER_S
+        storage = self.archive.health() if self.archive is not None else None
+        inside = (["analysis.stalled"] if stalled else []) + (
+            [f"storage.{storage['state']}"] if storage and not storage["ok"] else [])
+        problems = inside + ([] if self.source.flowing else ["audio.not_flowing"])
         return {
+            "healthy": not inside,
+            "problems": problems,
             "audio_flowing": self.source.flowing,
             "model_loaded": self.asr is not None,
             "call": self.engine.call_id,
@@ -306,16 +329,26 @@ class LiveRunner:
             "queue_drops": self.queue.dropped,
             "input_overflows": src.get("input_overflows", 0),
             "reconnects": src.get("reconnects", 0),
-            "asr_dropped_blocks": None if asr is None else asr["dropped_blocks"],
+            "asr_dropped_blocks": 0 if asr is None else asr["dropped_blocks"],
+            "analysis_stalled": stalled,
+            "analysis_age_s": None if age is None else round(age, 1),
+            "storage": storage,
         }
 
     def metrics(self) -> str:
         h = self.health()
         src = self.source.stats()
         lines = [
+            "# HELP appliance_healthy 0 when something inside the box has stopped.",
+            "# TYPE appliance_healthy gauge",
+            f"appliance_healthy {int(h['healthy'])}",
             "# HELP appliance_audio_flowing 1 while audio arrives.",
             "# TYPE appliance_audio_flowing gauge",
             f"appliance_audio_flowing {int(h['audio_flowing'])}",
+            "# HELP appliance_analysis_stalled 1 when the analysis loop has not turned "
+            f"for {STALLED_AFTER_S:g} s.",
+            "# TYPE appliance_analysis_stalled gauge",
+            f"appliance_analysis_stalled {int(h['analysis_stalled'])}",
             "# TYPE appliance_audio_blocks_total counter",
             f"appliance_audio_blocks_total {src.get('blocks', 0)}",
             "# TYPE appliance_queue_depth gauge",
@@ -327,13 +360,31 @@ class LiveRunner:
             "# TYPE appliance_device_reconnects_total counter",
             f"appliance_device_reconnects_total {h['reconnects']}",
             "# TYPE appliance_asr_dropped_blocks_total counter",
-            f"appliance_asr_dropped_blocks_total {h['asr_dropped_blocks'] or 0}",
+            f"appliance_asr_dropped_blocks_total {h['asr_dropped_blocks']}",
             "# TYPE appliance_model_loaded gauge",
             f"appliance_model_loaded {int(h['model_loaded'])}",
             "# TYPE appliance_calls_total counter",
             f"appliance_calls_total {self.calls}",
-            "# TYPE appliance_cues_total counter",
         ]
+        st = h["storage"]
+        if st is not None:
+            lines += [
+                "# HELP appliance_storage_ok 0 when call summaries cannot be stored "
+                "(see /healthz storage.last_error).",
+                "# TYPE appliance_storage_ok gauge",
+                f"appliance_storage_ok {int(st['ok'])}",
+                "# TYPE appliance_storage_pending gauge",
+                f"appliance_storage_pending {st['pending']}",
+                "# TYPE appliance_storage_written_total counter",
+                f"appliance_storage_written_total {st['written']}",
+                "# TYPE appliance_storage_failed_total counter",
+                f"appliance_storage_failed_total {st['failed']}",
+                "# TYPE appliance_storage_dropped_total counter",
+                f"appliance_storage_dropped_total {st['dropped']}",
+                "# TYPE appliance_storage_writer_restarts_total counter",
+                f"appliance_storage_writer_restarts_total {st['restarts']}",
+            ]
+        lines.append("# TYPE appliance_cues_total counter")
         lines += [f'appliance_cues_total{{kind="{k}"}} {v}'
                   for k, v in sorted(self.cue_counts.items())]
         return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -44,6 +45,7 @@ from appliance.doctor.system import (
     memory_need,
 )
 from appliance.errors import AUDIO_PORTAUDIO_MISSING, ApplianceError
+from appliance.store.summaries import SummaryStore
 from tests import pulse
 from tests.test_capture import FakeSD, const, dev
 
@@ -355,11 +357,22 @@ def test_state_dir_uncreatable_writable_and_the_summaries_db(tmp_path):
     c = check_state_dir(StorageConfig(), {"STATE_DIRECTORY": f"{state}:/other"})
     assert c.status == "ok" and f"{state} (STATE_DIRECTORY) not there yet" in c.detail
     state.mkdir()
-    (state / "summaries.sqlite3").write_bytes(b"\0" * (3 * MIB))
+    db = state / "summaries.sqlite3"
+    with SummaryStore.open(db, max_bytes=64 * MIB, keep_days=30) as store:
+        store.add({"kind": "summary", "data": {"pad": "x" * (3 * MIB)}}, call_id="c1",
+                  started_at=datetime.now(UTC), ended_at=datetime.now(UTC), language="en")
     c = check_state_dir(StorageConfig(state_dir=str(state)), {})
     assert c.status == "ok" and "writable" in c.detail
     assert "summaries.sqlite3 3.0 MiB (kept below 64 MiB)" in c.detail
-    assert list(state.iterdir()) == [state / "summaries.sqlite3"]  # the probe is gone
+    assert not [p for p in state.iterdir() if p.name.startswith(".doctor-")]  # probe gone
+
+    size = db.stat().st_size
+    with db.open("r+b") as f:  # damage the middle of the file, as a failing disk would
+        f.seek(size // 2 // 4096 * 4096)
+        f.write(b"\xa5" * 3 * 4096)
+    c = check_state_dir(StorageConfig(state_dir=str(state)), {})
+    assert c.status == "fail" and "summaries.sqlite3 is damaged" in c.detail
+    assert "move" in c.fix and "aside" in c.fix
 
 
 def test_low_disk_warns_then_fails(tmp_path, monkeypatch):

@@ -2,7 +2,8 @@
 
 Endpoints: ``/`` (the page), ``/static/<file>``, ``/events`` (SSE: ``cue``, ``state``,
 ``summary``), ``POST /hold`` (``{"action": "start"|"end"}``), ``POST /end``, ``/healthz``
-and ``/metrics``.  Every asset ships in ``static/``; the page loads nothing else.
+(503 when the health callback says ``"healthy": false``) and ``/metrics``.  Every asset
+ships in ``static/``; the page loads nothing else.
 
 :meth:`DashboardServer.publish` is called from the event loop and never blocks: each SSE
 client has a bounded queue; when it is full the oldest item (a stale state snapshot first)
@@ -299,9 +300,11 @@ class DashboardServer:
             return self._static("index.html")
         if path.startswith("/static/"):
             return self._static(path[len("/static/"):])
-        if path == "/healthz":
-            body = json.dumps(self._health(), default=default_json).encode()
-            return response(200, body, "application/json")
+        if path == "/healthz":  # 503 when the box says something inside it has stopped
+            health = self._health()
+            body = json.dumps(health, default=default_json).encode()
+            sick = isinstance(health, dict) and health.get("healthy") is False
+            return response(503 if sick else 200, body, "application/json")
         if path == "/metrics":
             return response(200, self._metrics_text().encode(),
                             "text/plain; version=0.0.4; charset=utf-8")

@@ -16,7 +16,8 @@ from pathlib import Path
 from appliance.config import StorageConfig
 from appliance.config_env import SERVICE_UNIT, resolve_state_dir
 from appliance.doctor.check import MIB, Check, Status, fail, mib, ok, warn, worst
-from appliance.store.summaries import DB_NAME
+from appliance.errors import STORE_CORRUPT, ApplianceError
+from appliance.store.summaries import DB_NAME, SummaryStore
 
 STATE = "state dir"
 MEMORY = "memory"
@@ -84,11 +85,16 @@ def check_state_dir(storage: StorageConfig, env: Mapping[str, str],
     elif free < warn_bytes:
         found.append(("warn", f"only {mib(free)} free on its disk (below {mib(warn_bytes)})"))
     parts = [f"{where} {state}", f"{mib(free)} free"]
+    fix = (f"free disk space on the disk of {existing}, or move [storage] state_dir to a "
+           "disk with room")
     if storage.summaries:
         db = path / DB_NAME
         size = db.stat().st_size if db.is_file() else None
         parts.append(f"{DB_NAME} {mib(size)} (kept below {storage.summaries_max_mb:g} MiB)"
                      if size is not None else f"no {DB_NAME} yet")
+        if size is not None and (trouble := summaries_trouble(db)):
+            found.append(("fail", trouble[0]))
+            fix = trouble[1]
     else:
         parts.append("summaries off")
     if storage.transcripts:
@@ -96,9 +102,26 @@ def check_state_dir(storage: StorageConfig, env: Mapping[str, str],
     if not found:
         return ok(STATE, ", ".join(parts))
     detail = ", ".join(parts) + ": " + "; ".join(d for _, d in found)
-    return Check(STATE, worst([s for s, _ in found]), detail,
-                 f"free disk space on the disk of {existing}, or move [storage] state_dir to a "
-                 "disk with room")
+    return Check(STATE, worst([s for s, _ in found]), detail, fix)
+
+
+def summaries_trouble(db: Path) -> tuple[str, str] | None:
+    """Why the service could not keep summaries in the existing database ``db`` (damaged,
+    newer schema, read-only), with the fix; None when it is fine."""
+    try:
+        with SummaryStore.open_readonly(db) as store:
+            store.count()
+    except ApplianceError as exc:
+        if exc.code == STORE_CORRUPT:
+            return (f"{DB_NAME} is damaged ({exc.message.split('(', 1)[-1].split(')')[0]})",
+                    f"stop the service, move {db} (and its -wal, -shm files) aside, start it: "
+                    "a new, empty database is created")
+        return exc.message, "see the message; `appliance summaries list` reads it read-only"
+    if not os.access(db, os.R_OK | os.W_OK):
+        return (f"{DB_NAME} is read-only for this user",
+                f"give the appliance's user write access to {db} (chown), or check that its "
+                "file system is not mounted read-only")
+    return None
 
 
 # ---------------------------------------------------------------------------- memory
