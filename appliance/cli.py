@@ -52,7 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("analyze", help="analyse a recorded call and print its cues",
                        description="Analyse a two-party call recording through the same "
                        "streaming path as live audio, and print the cues and a summary.")
-    a.add_argument("call", nargs="?", type=Path, help="stereo WAV (agent and customer channels)")
+    a.add_argument("call", nargs="?", type=Path, help="stereo WAV (agent and customer "
+                   "channels); - reads it from standard input (a pipe streams)")
     a.add_argument("--demo", action="store_true", help="analyse the bundled demo call")
     a.add_argument("--agent-channel", type=int, default=0, help="channel of the agent (0)")
     a.add_argument("--customer-channel", type=int, default=1, help="channel of the customer (1)")
@@ -92,8 +93,9 @@ class _Progress:
 
     def __init__(self, total_s: float, stream: TextIO) -> None:
         self.total_s = total_s
+        """0 when the length is not known in advance (a stream): seconds, no percentage."""
         self.stream = stream
-        self.enabled = stream.isatty() and total_s > 0
+        self.enabled = stream.isatty()
         self._next = 0.0
 
     def wrap(self, blocks: Iterator[PartyBlock]) -> Iterator[PartyBlock]:
@@ -107,8 +109,11 @@ class _Progress:
         if not self.enabled or now < self._next:
             return
         self._next = now + 0.25
-        pct = min(100.0, 100.0 * t_s / self.total_s)
-        self.stream.write(f"\ranalysing {pct:5.1f}%  ({t_s:.0f} of {self.total_s:.0f} s)")
+        if self.total_s > 0:
+            pct = min(100.0, 100.0 * t_s / self.total_s)
+            self.stream.write(f"\ranalysing {pct:5.1f}%  ({t_s:.0f} of {self.total_s:.0f} s)")
+        else:
+            self.stream.write(f"\ranalysing {t_s:.0f} s of the stream")
         self.stream.flush()
 
     def done(self) -> None:

@@ -23,6 +23,7 @@ class ApplianceError(Exception):
 
 # Stable codes. Never renumber or rename: scripts and dashboards match on them.
 INPUT_NOT_FOUND = "input.not_found"
+INPUT_NOT_A_FILE = "input.not_a_file"
 INPUT_NOT_WAV = "input.not_wav"
 INPUT_TRUNCATED = "input.truncated"
 INPUT_EMPTY = "input.empty"

@@ -171,3 +171,32 @@ def test_config_check_and_defaults_round_trip(tmp_path, capsys):
     (tmp_path / "c.toml").write_text(out)
     code, out, _ = run(capsys, "config", "check", str(tmp_path / "c.toml"))
     assert code == 0 and out.strip().endswith(": ok")
+
+
+@pytest.mark.skipif(not Path("/usr/bin/sox").exists() and not Path("/bin/sox").exists(),
+                    reason="needs sox")
+def test_a_call_piped_in_streams_like_the_file(demo_jsonl, tmp_path):
+    """``sox … -t wav - | appliance analyze -`` (sox cannot fix the header on a pipe) and
+    ``/dev/stdin`` give the events of the file itself, without the marks."""
+    env = dict(os.environ, APPLIANCE_MODELS_DIR=str(tmp_path))
+    demo = DEMO / "demo_call.wav"
+    expected = subprocess.run(
+        [sys.executable, "-m", "appliance", "analyze", str(demo), "--format", "jsonl"],
+        capture_output=True, text=True, check=True, env=env).stdout
+    for target in ("-", "/dev/stdin"):
+        sox = subprocess.Popen(["sox", str(demo), "-t", "wav", "-"], stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL)
+        got = subprocess.run([sys.executable, "-m", "appliance", "analyze", target,
+                              "--format", "jsonl"], stdin=sox.stdout, capture_output=True,
+                             text=True, env=env, timeout=300)
+        assert sox.stdout is not None
+        sox.stdout.close()
+        sox.wait(30)
+        assert got.returncode == 0, got.stderr
+        assert got.stdout == expected, target
+        assert "empty" not in got.stderr
+
+
+def test_a_directory_is_not_a_file(capsys, tmp_path):
+    code, _, err = run(capsys, "analyze", str(tmp_path))
+    assert code == 2 and "is a directory" in err and "[input.not_a_file]" in err

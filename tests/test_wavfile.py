@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
 import struct
 import subprocess
+import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from appliance.audio import wavfile
 from appliance.audio.wavfile import open_wav
 from appliance.errors import (
     INPUT_EMPTY,
@@ -391,10 +395,12 @@ def test_damaged_fmt(tmp_path: Path) -> None:
 
 
 def test_not_found(tmp_path: Path) -> None:
-    for p in (tmp_path / "missing.wav", tmp_path):
-        with pytest.raises(ApplianceError) as err:
-            open_wav(p)
-        assert err.value.code == INPUT_NOT_FOUND and str(p) in err.value.message
+    with pytest.raises(ApplianceError) as err:
+        open_wav(tmp_path / "missing.wav")
+    assert err.value.code == INPUT_NOT_FOUND and "missing.wav: no such file" in err.value.message
+    with pytest.raises(ApplianceError) as err:  # there, but not something to read audio from
+        open_wav(tmp_path)
+    assert err.value.code == "input.not_a_file" and "is a directory" in err.value.message
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root can read anything")
@@ -422,3 +428,90 @@ def test_a_huge_fmt_chunk_size_allocates_nothing(tmp_path: Path) -> None:
     code, err = error_code_under_limit("from appliance.audio.wavfile import open_wav as f",
                                        str(p), 1 << 30, timeout_s=60)
     assert code == INPUT_TRUNCATED, err
+
+
+# -- streams: standard input, pipes, FIFOs ---------------------------------------------------
+def _stream(data: bytes) -> Any:
+    """What a pipe gives the reader: bytes in order, no seeking back (BytesIO never is)."""
+    return io.BufferedReader(io.BytesIO(data))  # type: ignore[arg-type]
+
+
+def test_a_stream_is_read_in_order_to_its_end(tmp_path: Path) -> None:
+    x = (np.arange(16000) % 200 - 100).astype("<i2")
+    body = x.tobytes()
+    fmt = fmt_body(1, 2, 8000, 16)
+    # a 300 KB chunk before 'fmt ' is skipped in bounded pieces, never read whole
+    for size in (0x7FFFF000, 0xFFFFFFFF, 0, len(body)):
+        data = (b"RIFF" + struct.pack("<I", 0x7FFFF024) + b"WAVE"
+                + b"LIST" + struct.pack("<I", 300_001) + bytes(300_001) + b"\0"
+                + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+                + b"data" + struct.pack("<I", size) + body)
+        r = wavfile._parse_stream(Path("-"), _stream(data))
+        assert r.info.stream and r.info.name == "standard input"
+        assert r.info.declared_frames == (8000 if size == len(body) else None)
+        got = np.concatenate(list(r.read_blocks(333)))
+        assert got.shape == (8000, 2)
+        np.testing.assert_array_equal((got.reshape(-1) * 32768).astype(np.int16), x)
+        with pytest.raises(ValueError, match="read already"):
+            list(r.read_blocks(333))
+
+
+def test_a_stream_stops_at_its_declared_size_and_says_when_it_ends_early(
+        caplog: pytest.LogCaptureFixture) -> None:
+    fmt = fmt_body(1, 1, 8000, 16)
+    head = b"RIFF\0\0\0\0WAVEfmt " + struct.pack("<I", len(fmt)) + fmt
+    r = wavfile._parse_stream(Path("p"), _stream(head + b"data" + struct.pack("<I", 200)
+                                                 + bytes(1000)))
+    assert sum(len(b) for b in r.read_blocks(64)) == 100  # not the trailing bytes
+    r = wavfile._parse_stream(Path("p"), _stream(head + b"data" + struct.pack("<I", 2000)
+                                                 + bytes(501)))
+    assert sum(len(b) for b in r.read_blocks(64)) == 250
+    assert "ended 750 frames before" in caplog.text and "partial frame" in caplog.text
+
+
+def test_bad_streams_are_clean_errors() -> None:
+    fmt = fmt_body(1, 1, 8000, 16)
+    cases = {
+        b"": "input.empty",
+        b"RIFF\0\0\0\0WAVE": "input.truncated",
+        b"RIFF\0\0\0\0WAVEdata\0\0\0\0" + bytes(100): "input.truncated",  # data before fmt
+        b"RIFF\0\0\0\0WAVEfmt \xff\xff\xff\xff": "input.not_wav",  # no 4 GB allocation
+        b"RIFF\0\0\0\0WAVEJUNK\xff\xff\xff\x7f" + bytes(10): "input.truncated",
+        b"RIFF\0\0\0\0WAVEfmt " + struct.pack("<I", 16) + fmt + b"data\0\0\0\0":
+            "input.empty",
+        b"riff.\x91\xcf\x11\xa5\xd6\x28\xdb\x04\xc1\x00\x00": "input.not_wav",
+    }
+    for data, code in cases.items():
+        with pytest.raises(ApplianceError) as err:
+            r = wavfile._parse_stream(Path("-"), _stream(data))
+            list(r.read_blocks(100))
+        assert err.value.code == code, data[:24]
+    assert "W64" in str(err.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_fifo_is_streamed(tmp_path: Path) -> None:
+    x = (np.arange(24000) % 300 - 150).astype("<i2")
+    data = wav_bytes(fmt_body(1, 2, 16000, 16), x.tobytes())
+    fifo = tmp_path / "call.fifo"
+    os.mkfifo(fifo)
+
+    def feed() -> None:
+        with open(fifo, "wb") as f:
+            for i in range(0, len(data), 4096):  # arrives in pieces, as from a pipe
+                f.write(data[i:i + 4096])
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    r = open_wav(fifo)
+    got = np.concatenate(list(r.read_blocks(1000)))
+    writer.join(10)
+    assert r.info.stream and got.shape == (12000, 2)
+
+
+def test_sample_rates_beyond_any_recorder_are_refused(tmp_path: Path) -> None:
+    fmt = struct.pack("<HHIIHH", 1, 2, 0xFFFFFFFF, 0xFFFFFFFF, 4, 16)
+    p = write(tmp_path, "r.wav", wav_bytes(fmt, bytes(400)))
+    with pytest.raises(ApplianceError) as err:
+        open_wav(p)
+    assert err.value.code == "input.unsupported_format" and "above the supported" in str(err.value)

@@ -2,7 +2,8 @@
 
 Either one multi-channel file with a channel map (default: channel 0 = agent, 1 = customer)
 or two files, one per party (``--agent A.wav --customer C.wav``), each decoded and resampled on
-its own; the shorter party is padded with zeros to the longer one's length.  Everything is
+its own; the shorter party is padded with zeros to the longer one's length.  A path of ``-``
+(standard input), a pipe or a FIFO is read as a stream, block by block.  Everything is
 validated at construction time, so errors come before any processing starts.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from appliance.audio import PIPELINE_RATE_HZ
 from appliance.audio.resample import StreamResampler, expected_length, to_int16
-from appliance.audio.wavfile import WavReader, open_wav
+from appliance.audio.wavfile import STDIN, WavReader, open_wav
 from appliance.errors import INPUT_BAD_CHANNEL, INPUT_MISMATCH, ApplianceError
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,9 @@ class FileSource:
 
     @staticmethod
     def _open_pair(agent_path: Path, customer_path: Path) -> tuple[_Input, _Input]:
+        if str(agent_path) == STDIN and str(customer_path) == STDIN:
+            raise ApplianceError(INPUT_MISMATCH, "only one of --agent and --customer can be "
+                                 "standard input (-)")
         if agent_path.resolve() == customer_path.resolve():
             logger.warning("the agent and the customer file are the same file: %s", agent_path)
         inputs = []
@@ -136,7 +140,8 @@ class FileSource:
             inputs.append(_Input(reader, (0,)))
         agent, customer = inputs
         diff_s = abs(agent.reader.info.duration_s - customer.reader.info.duration_s)
-        if diff_s > LENGTH_MISMATCH_WARN_S:
+        streams = agent.reader.info.stream or customer.reader.info.stream
+        if diff_s > LENGTH_MISMATCH_WARN_S and not streams:
             logger.warning(
                 "agent file %s (%.2f s) and customer file %s (%.2f s) differ by %.2f s; "
                 "the shorter one is padded with silence",
@@ -161,7 +166,8 @@ class FileSource:
 
     @property
     def duration_s(self) -> float:
-        """Total call duration from the header(s): the longer party for two files."""
+        """Total call duration from the header(s): the longer party for two files; 0.0 when
+        it is not known in advance (a stream without a declared size)."""
         return max(i.reader.info.duration_s for i in self._inputs)
 
     @property

@@ -2,8 +2,8 @@
 
 Reads PCM (8-bit unsigned, 16/24/32-bit signed), IEEE float (32/64-bit),
 WAVE_FORMAT_EXTENSIBLE with those subformats, and G.711 A-law / µ-law, with any channel count
-and any sample rate >= 8000 Hz.  The stdlib :mod:`wave` module is not used: it cannot read
-float or extensible files.
+and any sample rate from 8 to 384 kHz (the codecs: :mod:`appliance.audio.wavfmt`).  The stdlib
+:mod:`wave` module is not used: it cannot read float or extensible files.
 
 The header is parsed once by :func:`open_wav`; :meth:`WavReader.read_blocks` then reads the
 ``data`` chunk incrementally and yields float32 arrays of shape ``(n, channels)`` in [-1, 1].
@@ -11,14 +11,22 @@ The header is parsed once by :func:`open_wav`; :meth:`WavReader.read_blocks` the
 Policy for damaged files: a file without a usable header is an error; a ``data`` chunk that is
 shorter than declared (a recording cut by a power loss) delivers every complete frame that is
 there and logs a warning.  A data size of 0 or 0xFFFFFFFF (written by streaming writers) means
-"to the end of the file".
+"to the end of the file"; so does 0x7FFFF000 (what sox and espeak-ng write to a pipe) when the
+file is shorter.
+
+Input that is not a regular file (``-`` for standard input, a pipe, a FIFO, a character
+device) is read as a stream: the header is parsed as it arrives (``fmt `` before ``data``),
+no chunk is skipped by seeking, and the data is read until the declared size or the end of
+the stream, whichever comes first.  Nothing is buffered beyond one block.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat
 import struct
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +34,10 @@ from typing import BinaryIO
 
 import numpy as np
 
+from appliance.audio.wavfmt import CONVERT_HINT, Fmt, decode, parse_fmt
 from appliance.errors import (
     INPUT_EMPTY,
+    INPUT_NOT_A_FILE,
     INPUT_NOT_FOUND,
     INPUT_NOT_WAV,
     INPUT_TRUNCATED,
@@ -37,32 +47,13 @@ from appliance.errors import (
 
 logger = logging.getLogger(__name__)
 
-#: Lowest sample rate accepted (narrow-band telephony).
-MIN_SAMPLE_RATE_HZ = 8000
+#: The path that means standard input.
+STDIN = "-"
 
-WAVE_FORMAT_PCM = 0x0001
-WAVE_FORMAT_IEEE_FLOAT = 0x0003
-WAVE_FORMAT_ALAW = 0x0006
-WAVE_FORMAT_MULAW = 0x0007
-WAVE_FORMAT_EXTENSIBLE = 0xFFFE
-
-# The 14 bytes that follow the 2-byte format tag in a KSDATAFORMAT_SUBTYPE_* GUID.
-_KSDATAFORMAT_GUID_TAIL = b"\x00\x00\x00\x00\x10\x00\x80\x00\x00\xaa\x00\x38\x9b\x71"
-
-# Names of some encodings people meet in practice, for error messages only.
-_FORMAT_NAMES = {
-    0x0002: "Microsoft ADPCM",
-    0x0011: "IMA ADPCM",
-    0x0031: "GSM 6.10",
-    0x0040: "G.721 ADPCM",
-    0x0045: "G.726 ADPCM",
-    0x0050: "MPEG audio",
-    0x0055: "MPEG Layer 3 (MP3)",
-    0x0064: "G.726 ADPCM",
-}
-
-_CONVERT_HINT = "convert it with e.g. `sox IN.wav -e signed-integer -b 16 OUT.wav`"
 _UNLIMITED_SIZES = (0, 0xFFFFFFFF)
+_PIPE_PLACEHOLDER = 0x7FFFF000
+"""The data size sox and espeak-ng write when they cannot seek back to fix the header."""
+_SKIP_PIECE = 1 << 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,84 +75,32 @@ class WavInfo:
     n_frames: int
     declared_frames: int | None
     truncated: bool
+    stream: bool = False
+    """Read from a pipe or standard input: how many frames will come is not known until the
+    end; ``n_frames`` is then what the header declares (0 for "to the end")."""
 
     @property
     def duration_s(self) -> float:
+        """From the header; 0.0 for a stream of unknown length."""
         return self.n_frames / self.sample_rate_hz
 
-
-@dataclass(frozen=True, slots=True)
-class _Fmt:
-    tag: int
-    channels: int
-    sample_rate_hz: int
-    bits_per_sample: int
-    block_align_bytes: int
-    sample_format: str
-
-
-def _ulaw_table() -> np.ndarray:
-    u = ~np.arange(256, dtype=np.int32) & 0xFF
-    exponent = (u >> 4) & 0x07
-    mantissa = u & 0x0F
-    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
-    value = np.where(u & 0x80, -magnitude, magnitude)
-    return (value / 32768.0).astype(np.float32)
-
-
-def _alaw_table() -> np.ndarray:
-    a = np.arange(256, dtype=np.int32) ^ 0x55
-    exponent = (a >> 4) & 0x07
-    mantissa = a & 0x0F
-    magnitude = np.where(
-        exponent == 0,
-        (mantissa << 4) + 8,
-        ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0),
-    )
-    value = np.where(a & 0x80, magnitude, -magnitude)
-    return (value / 32768.0).astype(np.float32)
-
-
-_ULAW = _ulaw_table()
-_ALAW = _alaw_table()
-
-
-def _decode(raw: bytes, fmt: _Fmt) -> np.ndarray:
-    """Decode whole frames of ``raw`` into float32 ``(n, channels)`` in [-1, 1]."""
-    kind = fmt.sample_format
-    if kind == "pcm_u8":
-        x = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
-    elif kind == "pcm_s16le":
-        x = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
-    elif kind == "pcm_s24le":
-        b = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3)
-        wide = np.zeros((b.shape[0], 4), dtype=np.uint8)
-        wide[:, 1:] = b  # value << 8 as little-endian int32: sign comes for free
-        x = wide.view("<i4").reshape(-1).astype(np.float32) / 2147483648.0
-    elif kind == "pcm_s32le":
-        x = (np.frombuffer(raw, dtype="<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
-    elif kind in ("float32", "float64"):
-        dtype = "<f4" if kind == "float32" else "<f8"
-        f = np.nan_to_num(np.frombuffer(raw, dtype=dtype), nan=0.0, posinf=1.0, neginf=-1.0)
-        x = np.clip(f, -1.0, 1.0).astype(np.float32)
-    elif kind == "mulaw":
-        x = _ULAW[np.frombuffer(raw, dtype=np.uint8)]
-    elif kind == "alaw":
-        x = _ALAW[np.frombuffer(raw, dtype=np.uint8)]
-    else:  # pragma: no cover - _parse_fmt only lets the kinds above through
-        raise AssertionError(kind)
-    return x.reshape(-1, fmt.channels)
+    @property
+    def name(self) -> str:
+        """The path, or "standard input", for messages."""
+        return "standard input" if str(self.path) == STDIN else str(self.path)
 
 
 class WavReader:
     """An opened WAV file: header parsed, data read on demand by :meth:`read_blocks`."""
 
-    __slots__ = ("_data_offset", "_fmt", "info")
+    __slots__ = ("_data_offset", "_fmt", "_stream", "info")
 
-    def __init__(self, info: WavInfo, fmt: _Fmt, data_offset: int) -> None:
+    def __init__(self, info: WavInfo, fmt: Fmt, data_offset: int,
+                 stream: BinaryIO | None = None) -> None:
         self.info = info
         self._fmt = fmt
         self._data_offset = data_offset
+        self._stream = stream
 
     @property
     def path(self) -> Path:
@@ -171,10 +110,16 @@ class WavReader:
         """Yield float32 ``(n, channels)`` arrays of at most ``block_frames`` frames, in order.
 
         Only complete frames are delivered.  If the file turns out shorter than at open time,
-        what is there is delivered and a warning is logged.
+        what is there is delivered and a warning is logged.  A stream can be read once.
         """
         if block_frames < 1:
             raise ValueError(f"block_frames must be >= 1, got {block_frames}")
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            yield from self._read_stream(stream, block_frames)
+            return
+        if self.info.stream:
+            raise ValueError(f"{self.info.name} is a stream and was read already")
         align = self._fmt.block_align_bytes
         remaining = self.info.n_frames
         try:
@@ -190,7 +135,7 @@ class WavReader:
                 raw = f.read(want * align)
                 got = len(raw) // align
                 if got:
-                    yield _decode(raw[: got * align], self._fmt)
+                    yield decode(raw[: got * align], self._fmt)
                 remaining -= got
                 if got < want:
                     logger.warning(
@@ -200,15 +145,72 @@ class WavReader:
                     )
                     return
 
+    def _read_stream(self, f: BinaryIO, block_frames: int) -> Iterator[np.ndarray]:
+        align = self._fmt.block_align_bytes
+        declared = self.info.declared_frames
+        remaining = declared if declared is not None else -1  # -1: to the end
+        delivered = 0
+        try:
+            while remaining != 0:
+                want = block_frames if remaining < 0 else min(block_frames, remaining)
+                try:
+                    raw = f.read(want * align)
+                except OSError as exc:
+                    raise ApplianceError(INPUT_TRUNCATED, f"{self.info.name}: reading failed "
+                                         f"after {delivered} frames ({exc.strerror or exc})"
+                                         ) from exc
+                got = len(raw) // align
+                if got:
+                    yield decode(raw[: got * align], self._fmt)
+                    delivered += got
+                if remaining > 0:
+                    remaining -= got
+                if got < want:
+                    if len(raw) % align:
+                        logger.warning("%s: data ends with a partial frame (%d bytes); ignored",
+                                       self.info.name, len(raw) % align)
+                    if remaining > 0:
+                        logger.warning("%s: the stream ended %d frames before the size its "
+                                       "header declared; delivered what came", self.info.name,
+                                       remaining)
+                    break
+            if delivered == 0:
+                raise ApplianceError(INPUT_EMPTY, f"{self.info.name}: contains no audio "
+                                     "(0 frames)")
+        finally:
+            if f is not _stdin():
+                f.close()
+
 
 def open_wav(path: Path | str) -> WavReader:
-    """Parse the header of the WAV file at ``path``; raise :class:`ApplianceError` if unusable."""
+    """Parse the header of the WAV file at ``path``; raise :class:`ApplianceError` if unusable.
+
+    ``-`` is standard input; a pipe, FIFO or character device is read as a stream."""
     p = Path(path)
-    if not p.exists():
-        raise ApplianceError(INPUT_NOT_FOUND, f"{p}: no such file; check the path")
-    if p.is_dir():
-        raise ApplianceError(INPUT_NOT_FOUND, f"{p}: is a directory, not a WAV file")
+    if str(path) == STDIN:
+        return _parse_stream(Path(STDIN), _stdin())
     try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise ApplianceError(INPUT_NOT_FOUND, f"{p}: no such file; check the path") from None
+    except OSError as exc:
+        raise ApplianceError(
+            INPUT_NOT_FOUND, f"{p}: cannot be read ({exc.strerror}); check the permissions"
+        ) from exc
+    if stat.S_ISDIR(mode):
+        raise ApplianceError(INPUT_NOT_A_FILE, f"{p}: is a directory, not a WAV file")
+    if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)
+            or stat.S_ISSOCK(mode)):
+        raise ApplianceError(INPUT_NOT_A_FILE, f"{p}: is not a file, a pipe or a character "
+                             "device")
+    try:
+        if not stat.S_ISREG(mode):
+            f = open(p, "rb")  # noqa: SIM115 - handed to the reader, which closes it
+            try:
+                return _parse_stream(p, f)
+            except BaseException:
+                f.close()
+                raise
         with open(p, "rb") as f:
             file_size = os.fstat(f.fileno()).st_size
             return _parse(p, f, file_size)
@@ -216,6 +218,87 @@ def open_wav(path: Path | str) -> WavReader:
         raise ApplianceError(
             INPUT_NOT_FOUND, f"{p}: cannot be read ({exc.strerror}); check the permissions"
         ) from exc
+
+
+def _stdin() -> BinaryIO:
+    return sys.stdin.buffer
+
+
+def _check_riff(name: str, head: bytes) -> None:
+    """The 12-byte RIFF header, or the clearest error for what the file is instead."""
+    if head[:4] == b"RF64" or head[:4] == b"RIFX":
+        raise ApplianceError(
+            INPUT_UNSUPPORTED,
+            f"{name}: {head[:4].decode()} WAV files are not supported; {CONVERT_HINT}",
+        )
+    if len(head) < 12 and b"RIFF".startswith(head[:4]) and b"WAVE".startswith(head[8:]):
+        raise ApplianceError(
+            INPUT_TRUNCATED, f"{name}: the WAV header is cut short (only {len(head)} bytes)"
+        )
+    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        raise ApplianceError(
+            INPUT_NOT_WAV,
+            f"{name}: is not a WAV (RIFF/WAVE) file{_sniff(head)}; convert it to WAV first",
+        )
+
+
+def _parse_stream(p: Path, f: BinaryIO) -> WavReader:
+    """The header of a stream, read in order without seeking; the reader keeps ``f``."""
+    name = "standard input" if str(p) == STDIN else str(p)
+    head = f.read(12)
+    if not head:
+        raise ApplianceError(INPUT_EMPTY, f"{name}: no data arrived (the stream is empty)")
+    _check_riff(name, head)
+    fmt: Fmt | None = None
+    while True:
+        header = f.read(8)
+        if len(header) < 8:
+            missing = "'fmt '" if fmt is None else "'data'"
+            raise ApplianceError(INPUT_TRUNCATED, f"{name}: the stream ended inside the WAV "
+                                 f"header (no {missing} chunk)")
+        chunk_id, size = header[:4], struct.unpack("<I", header[4:])[0]
+        if chunk_id == b"data":
+            break
+        if chunk_id == b"fmt ":
+            if size > _MAX_FMT_BYTES:
+                raise ApplianceError(INPUT_NOT_WAV, f"{name}: damaged WAV header ('fmt ' "
+                                     f"chunk of {size} bytes)")
+            raw = f.read(size)
+            if len(raw) < size:
+                raise ApplianceError(INPUT_TRUNCATED, f"{name}: the stream ended inside the "
+                                     "'fmt ' chunk")
+            fmt = parse_fmt(Path(name), raw)
+            rest = size & 1  # only its pad byte is left
+        else:
+            rest = size + (size & 1)
+        if rest and not _skip(f, rest):
+            raise ApplianceError(INPUT_TRUNCATED, f"{name}: the stream ended inside the WAV "
+                                 f"header (in a {chunk_id!r} chunk)")
+    if fmt is None:
+        raise ApplianceError(INPUT_TRUNCATED, f"{name}: the 'data' chunk comes before the "
+                             "'fmt ' chunk, which a stream cannot go back to; save it to a "
+                             "file first")
+    align = fmt.block_align_bytes
+    known = size not in _UNLIMITED_SIZES and size != _PIPE_PLACEHOLDER
+    declared = size // align if known else None
+    info = WavInfo(path=p, sample_rate_hz=fmt.sample_rate_hz, channels=fmt.channels,
+                   sample_format=fmt.sample_format, format_tag=fmt.tag,
+                   bits_per_sample=fmt.bits_per_sample, block_align_bytes=align,
+                   n_frames=declared or 0, declared_frames=declared, truncated=False,
+                   stream=True)
+    logger.info("%s: reading a WAV stream (%d Hz, %d channels, %s)", name, fmt.sample_rate_hz,
+                fmt.channels, f"{declared} frames declared" if known else "length unknown")
+    return WavReader(info, fmt, -1, stream=f)
+
+
+def _skip(f: BinaryIO, n: int) -> bool:
+    """Read and drop ``n`` bytes in bounded pieces; False if the stream ended first."""
+    while n > 0:
+        got = len(f.read(min(n, _SKIP_PIECE)))
+        if got == 0:
+            return False
+        n -= got
+    return True
 
 
 def _sniff(head: bytes) -> str:
@@ -226,6 +309,9 @@ def _sniff(head: bytes) -> str:
             return f" (it looks like {name})"
     if head[4:8] == b"ftyp":
         return " (it looks like MP4/M4A)"
+    if head.startswith(b"riff"):
+        return (" (it looks like Sony Wave64, W64: convert it with "
+                "`sox IN.w64 -e signed-integer -b 16 OUT.wav`)")
     return ""
 
 
@@ -237,22 +323,9 @@ def _parse(p: Path, f: BinaryIO, file_size: int) -> WavReader:
     if file_size == 0:
         raise ApplianceError(INPUT_EMPTY, f"{p}: the file is empty (0 bytes)")
     head = f.read(12)
-    if head[:4] == b"RF64" or head[:4] == b"RIFX":
-        raise ApplianceError(
-            INPUT_UNSUPPORTED,
-            f"{p}: {head[:4].decode()} WAV files are not supported; {_CONVERT_HINT}",
-        )
-    if len(head) < 12 and b"RIFF".startswith(head[:4]) and b"WAVE".startswith(head[8:]):
-        raise ApplianceError(
-            INPUT_TRUNCATED, f"{p}: the WAV header is cut short (only {len(head)} bytes)"
-        )
-    if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-        raise ApplianceError(
-            INPUT_NOT_WAV,
-            f"{p}: is not a WAV (RIFF/WAVE) file{_sniff(head)}; convert it to WAV first",
-        )
+    _check_riff(str(p), head)
 
-    fmt: _Fmt | None = None
+    fmt: Fmt | None = None
     data_offset: int | None = None
     data_size = 0
     streamed = False
@@ -270,7 +343,7 @@ def _parse(p: Path, f: BinaryIO, file_size: int) -> WavReader:
             raw = f.read(size)
             if len(raw) < size:
                 break
-            fmt = _parse_fmt(p, raw)
+            fmt = parse_fmt(p, raw)
         elif chunk_id == b"data":
             data_offset, data_size = body, size
             if size in _UNLIMITED_SIZES and not _empty_data_chunk(f, body, file_size, size):
@@ -304,11 +377,13 @@ def _empty_data_chunk(f: BinaryIO, body: int, file_size: int, size: int) -> bool
 
 
 def _make_reader(
-    p: Path, fmt: _Fmt, data_offset: int, data_size: int, file_size: int, streamed: bool
+    p: Path, fmt: Fmt, data_offset: int, data_size: int, file_size: int, streamed: bool
 ) -> WavReader:
     align = fmt.block_align_bytes
     available = max(0, file_size - data_offset)
     truncated = data_size > available
+    if truncated and data_size == _PIPE_PLACEHOLDER:  # written to a pipe, then saved
+        truncated, streamed = False, True
     usable = min(data_size, available)
     n_frames = usable // align
     declared = None if streamed else data_size // align
@@ -337,63 +412,3 @@ def _make_reader(
         truncated=truncated,
     )
     return WavReader(info, fmt, data_offset)
-
-
-def _parse_fmt(p: Path, raw: bytes) -> _Fmt:
-    if len(raw) < 16:
-        raise ApplianceError(
-            INPUT_NOT_WAV, f"{p}: damaged WAV header ('fmt ' chunk is only {len(raw)} bytes)"
-        )
-    tag, channels, rate, _byte_rate, block_align, bits = struct.unpack("<HHIIHH", raw[:16])
-    if tag == WAVE_FORMAT_EXTENSIBLE:
-        if len(raw) < 40:
-            raise ApplianceError(
-                INPUT_NOT_WAV, f"{p}: damaged WAV header (extensible 'fmt ' chunk too short)"
-            )
-        guid = raw[24:40]
-        if guid[2:] != _KSDATAFORMAT_GUID_TAIL:
-            raise ApplianceError(
-                INPUT_UNSUPPORTED,
-                f"{p}: uses an unknown WAVE_FORMAT_EXTENSIBLE subformat {guid.hex()}; "
-                f"{_CONVERT_HINT}",
-            )
-        tag = struct.unpack("<H", guid[:2])[0]
-    if channels < 1:
-        raise ApplianceError(INPUT_NOT_WAV, f"{p}: damaged WAV header (0 channels)")
-    kind = _sample_format(tag, bits)
-    if kind is None:
-        name = _FORMAT_NAMES.get(tag, "")
-        label = f"format tag {tag:#06x}" + (f" ({name})" if name else "")
-        raise ApplianceError(
-            INPUT_UNSUPPORTED,
-            f"{p}: uses {label} with {bits}-bit samples, which is not supported; {_CONVERT_HINT}",
-        )
-    if rate < MIN_SAMPLE_RATE_HZ:
-        raise ApplianceError(
-            INPUT_UNSUPPORTED,
-            f"{p}: sample rate {rate} Hz is below the supported minimum of {MIN_SAMPLE_RATE_HZ} Hz",
-        )
-    expected_align = channels * (bits // 8)
-    if block_align != expected_align:
-        logger.warning(
-            "%s: header says block align %d, expected %d for %d x %d-bit; using %d",
-            p,
-            block_align,
-            expected_align,
-            channels,
-            bits,
-            expected_align,
-        )
-    return _Fmt(tag, channels, rate, bits, expected_align, kind)
-
-
-def _sample_format(tag: int, bits: int) -> str | None:
-    if tag == WAVE_FORMAT_PCM:
-        return {8: "pcm_u8", 16: "pcm_s16le", 24: "pcm_s24le", 32: "pcm_s32le"}.get(bits)
-    if tag == WAVE_FORMAT_IEEE_FLOAT:
-        return {32: "float32", 64: "float64"}.get(bits)
-    if tag == WAVE_FORMAT_MULAW and bits == 8:
-        return "mulaw"
-    if tag == WAVE_FORMAT_ALAW and bits == 8:
-        return "alaw"
-    return None
