@@ -350,6 +350,10 @@ class CallEngine:
                 st.spurts.append(last)
         late = [(m.t_s, m.event) for m in self._marks if m.t_s <= t]
         cues = self.hold.apply_marks(late, t, t)
+        for m in self._marks:
+            if m.t_s > t:
+                self.hold.ignore_mark(m.t_s, m.event, "after_end")
+        self._marks.clear()
         cues += self.hold.close(t)
         for rule in self.rules:
             cues += rule.close(t)
@@ -364,6 +368,8 @@ class CallEngine:
         data["words"] = {p: rate.get(p, {}).get("words", 0) for p in PARTIES}
         data["wpm"] = {p: rate.get(p, {}).get("wpm") for p in PARTIES}
         data["holds"] = self.hold.holds
+        data["marks_ignored"] = self.hold.marks_ignored
+        data["marks_ignored_total"] = self.hold.marks_ignored_total
         data["spurts"] = {p: len(self._p[p].spurts) for p in PARTIES}
         data.setdefault("fillers", {"agent": 0, "customer": 0, "by_source": {},
                                     "available": False})

@@ -7,16 +7,27 @@ hold mark (dashboard hold key, API, PBX, or ``--marks``).  During a hold:
 * ``hold_unmuted``: the agent channel carries room noise instead of digital silence or
   music — an open microphone;
 * ``hold_check_back`` / ``hold_too_long``: timers.
+
+Marks that make no sense are not silently obeyed or dropped: a ``hold_end`` with no hold
+open, a second ``hold_start`` while a marked hold runs, or a mark after the end of the
+audio is ignored with one warning line each and listed in the summary (``marks_ignored``);
+a marked hold still open when the call ends says so (``open_at_end`` in its record).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.config import HoldConfig
 from appliance.conversation import HoldView
 from appliance.events import Cue
+
+log = logging.getLogger(__name__)
+
+MAX_IGNORED_LISTED = 50
+"""At most this many ignored marks are listed (and logged) per call; the rest are counted."""
 
 
 @dataclass(slots=True)
@@ -59,6 +70,10 @@ class HoldTracker:
         self._quiet_since_s: float | None = None
         self._talk_after_request_s = 0.0
         self.holds: list[dict[str, Any]] = []
+        self.marks_ignored: list[dict[str, Any]] = []
+        """``{"t", "event", "reason"}`` of marks that were not applied (reasons:
+        ``no_hold_open``, ``already_on_hold``, ``after_end``)."""
+        self.marks_ignored_total = 0
 
     @property
     def view(self) -> HoldView:
@@ -165,10 +180,26 @@ class HoldTracker:
             if event == "hold_start" and self._hold is None:
                 cues += self._start(when, t_s, "marks")
             elif event == "hold_start" and self._hold is not None:
-                self._hold.via = "marks+music" if self._hold.via == "music" else self._hold.via
+                if self._hold.via == "music":
+                    self._hold.via = "marks+music"
+                else:
+                    self.ignore_mark(mark_t, event, "already_on_hold")
             elif event == "hold_end" and self._hold is not None:
                 cues += self._end(max(when, self._hold.start_s), t_s)
+            elif event == "hold_end":
+                self.ignore_mark(mark_t, event, "no_hold_open")
         return cues
+
+    def ignore_mark(self, t_s: float, event: str, reason: str) -> None:
+        """Note a mark that is not applied: one warning line, one entry in the summary."""
+        self.marks_ignored_total += 1
+        if len(self.marks_ignored) >= MAX_IGNORED_LISTED:
+            return
+        self.marks_ignored.append({"t": round(t_s, 3), "event": event, "reason": reason})
+        why = {"no_hold_open": "no hold is open",
+               "already_on_hold": "a marked hold is already running",
+               "after_end": "it is after the end of the audio"}.get(reason, reason)
+        log.warning("%s mark at %.1f s ignored: %s", event, t_s, why)
 
     def _observe(
         self, h: _Hold, t0_s: float, t_s: float, dt: float, music: bool, speaking: bool,
@@ -251,6 +282,7 @@ class HoldTracker:
             "via": h.via,
             "leaks": h.leaks,
             "open_mic": h.unmuted_cued,
+            "open_at_end": False,
         }
         self.holds.append(record)
         return [Cue(t_s, "hold_ended", "agent", "info", f"Hold ended after {held:.0f} s", record)]
@@ -259,4 +291,11 @@ class HoldTracker:
         """End of the call: a hold still running ends here."""
         if self._hold is None:
             return []
-        return self._end(t_s, t_s)
+        marked = "marks" in self._hold.via
+        start = self._hold.start_s
+        cues = self._end(t_s, t_s)
+        self.holds[-1]["open_at_end"] = True
+        if marked:
+            log.warning("the hold marked at %.1f s has no hold_end: it runs to the end of the "
+                        "call (%.1f s)", start, t_s)
+        return cues

@@ -39,7 +39,8 @@ from appliance.vad import SileroModel
 log = logging.getLogger(__name__)
 
 MIN_CALL_S = 1.0
-"""A call shorter than this (audio time) at shutdown is not summarised."""
+"""A call shorter than this (audio time) is not summarised: at shutdown, or when the End key
+is pressed again before the next call had audio."""
 STALLED_AFTER_S = 10.0
 """The analysis loop turns at least once a second (a block, or the idle tick); when it has
 not turned for this long, health says ``analysis.stalled``."""
@@ -256,6 +257,10 @@ class LiveRunner:
                 self.ticker.tick()
             if block is None:
                 break
+            if self._pending_end is not None and self.engine.t_s < MIN_CALL_S:
+                self._pending_end = None  # pressed again before the next call had audio
+                log.info("End key on a call with no audio yet: ignored",
+                         extra={"fields": {"call": self.engine.call_id}})
             if self._pending_end is not None:
                 pressed, self._pending_end = self._pending_end, None
                 closing = asyncio.create_task(self._close(self.current, pressed))

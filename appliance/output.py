@@ -97,5 +97,10 @@ def format_summary(d: dict[str, Any]) -> str:
     for h in holds:
         leaks = len(h.get("leaks", []))
         lines.append(f"    {_clock(h['start'])}-{_clock(h['end'])}  {h['type']:<8} "
-                     f"{h['duration_s']:>5.0f} s  via {h['via']:<11} leaks {leaks}")
+                     f"{h['duration_s']:>5.0f} s  via {h['via']:<11} leaks {leaks}"
+                     + ("  (no hold_end: ran to the end)" if h.get("open_at_end")
+                        and "marks" in str(h.get("via")) else ""))
+    ignored = d.get("marks_ignored_total") or 0
+    if ignored:
+        lines.append(f"  marks ignored        {ignored:>9}  (see the warnings above)")
     return "\n".join(lines) + "\n"

@@ -200,3 +200,18 @@ def test_a_call_piped_in_streams_like_the_file(demo_jsonl, tmp_path):
 def test_a_directory_is_not_a_file(capsys, tmp_path):
     code, _, err = run(capsys, "analyze", str(tmp_path))
     assert code == 2 and "is a directory" in err and "[input.not_a_file]" in err
+
+
+def test_marks_beyond_the_audio_are_reported_not_dropped(capsys, tmp_path):
+    marks = tmp_path / "m.jsonl"
+    marks.write_text('{"t": 20.0, "event": "hold_end"}\n{"t": 5000, "event": "hold_start"}\n')
+    code, out, err = run(capsys, "analyze", str(DEMO / "demo_call.wav"), "--marks", str(marks),
+                         "--format", "jsonl", "--no-asr")
+    assert code == 0
+    summary = json.loads(out.splitlines()[-1])["data"]
+    assert summary["marks_ignored"] == [
+        {"t": 20.0, "event": "hold_end", "reason": "no_hold_open"},
+        {"t": 5000.0, "event": "hold_start", "reason": "after_end"}]
+    assert summary["marks_ignored_total"] == 2
+    assert "hold_end mark at 20.0 s ignored: no hold is open" in err
+    assert "hold_start mark at 5000.0 s ignored: it is after the end of the audio" in err

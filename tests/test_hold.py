@@ -145,3 +145,34 @@ def test_hold_request_followed_by_talk_is_no_hold():
     short, _ = drive(40, speech=[(2.0, 10.0), (10.5, 12.0)], request_at=10.0)
     # « one moment please, I'll check » — a little talk after the request is fine
     assert kinds(short) == ["hold_started", "hold_ended"]
+
+
+def test_marks_that_make_no_sense_are_ignored_out_loud(caplog):
+    """An end with no hold open, a second start while a marked hold runs: one warning line
+    each and a line in the summary; a marked hold that never ends says so in its record."""
+    cues, h = drive(40, marks=[(1.0, "hold_end"), (5.0, "hold_start"), (8.0, "hold_start"),
+                               (12.0, "hold_end"), (13.0, "hold_end"), (20.0, "hold_start")])
+    assert kinds(cues) == ["hold_started", "hold_ended", "hold_started", "hold_ended"]
+    assert h.marks_ignored == [
+        {"t": 1.0, "event": "hold_end", "reason": "no_hold_open"},
+        {"t": 8.0, "event": "hold_start", "reason": "already_on_hold"},
+        {"t": 13.0, "event": "hold_end", "reason": "no_hold_open"},
+    ]
+    assert [h["open_at_end"] for h in h.holds] == [False, True]
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert lines == ["hold_end mark at 1.0 s ignored: no hold is open",
+                     "hold_start mark at 8.0 s ignored: a marked hold is already running",
+                     "hold_end mark at 13.0 s ignored: no hold is open",
+                     "the hold marked at 20.0 s has no hold_end: it runs to the end of the "
+                     "call (40.0 s)"]
+
+
+def test_a_hold_key_pressed_over_music_joins_the_music_hold_silently(caplog):
+    _, h = drive(40, marks=[(20.0, "hold_start"), (30.0, "hold_end")], music=[(10.0, 30.0)])
+    assert h.marks_ignored == [] and h.holds[0]["via"] == "marks+music"
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_the_list_of_ignored_marks_is_bounded():
+    _, h = drive(10, marks=[(0.1 * i, "hold_end") for i in range(1, 90)])
+    assert h.marks_ignored_total == 89 and len(h.marks_ignored) == 50

@@ -345,3 +345,33 @@ def test_a_reload_that_breaks_unexpectedly_still_says_ready(monkeypatch) -> None
     assert service.reload() is False
     assert [k for k, _ in notifier.sent] == ["reloading", "ready"]
     assert "previous configuration" in notifier.sent[-1][1]
+
+
+def test_pressing_end_again_before_the_next_call_has_audio_stores_no_empty_call() -> None:
+    import numpy as np
+
+    from appliance.audio.filesource import PartyBlock
+
+    archive = FakeArchive()
+    runner = LiveRunner(config_from_dict({}), SilentSource(), SileroModel(),
+                        archive=archive)  # type: ignore[arg-type]
+    zeros = np.zeros(512, np.int16)
+
+    async def blocks(n: int) -> None:
+        for _ in range(n):
+            await runner.queue.put(PartyBlock(0.0, zeros, zeros))
+
+    async def go() -> None:
+        task = asyncio.create_task(runner.analyse())
+        await blocks(100)  # 3.2 s of call 1
+        for _ in range(3):  # End, End, End: each with one block in between
+            runner.end_call()
+            runner.hold_key("hold_start")
+            await blocks(1)
+        await runner.queue.put(None)
+        await task
+        await asyncio.gather(*runner._closing)
+
+    asyncio.run(go())
+    assert [r.call_id for r in archive.records] == ["call-1"]
+    assert runner.calls == 2 and runner.queue.dropped == 0
