@@ -26,7 +26,7 @@ from appliance.cli_service import add_service_parsers, run_service
 from appliance.cli_summaries import add_summaries_parser, run_summaries
 from appliance.config import Config, defaults_toml, load_config
 from appliance.engine import CallEngine
-from appliance.errors import CONFIG_INVALID, ApplianceError
+from appliance.errors import CONFIG_INVALID, ApplianceError, shown
 from appliance.logs import setup_logging
 from appliance.marks import Mark, load_marks
 from appliance.output import JsonlWriter, TextWriter
@@ -127,7 +127,10 @@ def _analyze(args: argparse.Namespace) -> int:
     lang = args.lang or cfg.language
     if not re.fullmatch(r"[a-z]{2,3}", lang):
         raise ApplianceError(CONFIG_INVALID,
-                             f"--lang {lang!r}: give a language code like en, de, fr")
+                             f"--lang {shown(lang)}: give a language code like en, de, fr")
+    from appliance.asr.session import check_language
+
+    check_language(lang, args.models_dir, cfg.asr)
     marks_path = args.marks
     if args.demo:
         call, demo_marks = _demo_paths()

@@ -246,6 +246,9 @@ def run_live(args: argparse.Namespace) -> int:
         "env_overrides": ",".join(overrides_in_effect(env)) or "none"}})
     notifier = Notifier.from_env(env)
     lang = args.lang or cfg.language
+    from appliance.asr.session import check_language
+
+    check_language(lang, args.models_dir, cfg.asr)
     notifier.status(f"Loading the speech model ({lang})")
     source = _make_source(args, cfg)
     archive = CallArchive(cfg.storage, env)

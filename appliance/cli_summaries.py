@@ -23,7 +23,7 @@ from typing import Any, TextIO
 
 from appliance.config import Config, load_config
 from appliance.config_env import default_config_path, resolve_state_dir
-from appliance.errors import EXPORT_BAD_DATE, EXPORT_OUTPUT_FAILED, ApplianceError
+from appliance.errors import EXPORT_BAD_DATE, EXPORT_OUTPUT_FAILED, ApplianceError, shown
 from appliance.store import (
     SummaryStore,
     TranscriptStore,
@@ -108,7 +108,7 @@ def parse_when(text: str, now: datetime, *, end_of_day: bool = False) -> datetim
             return day + timedelta(days=1) if end_of_day else day
         when = datetime.fromisoformat(t)
     except (ValueError, OverflowError):
-        raise ApplianceError(EXPORT_BAD_DATE, f"{text!r} is not a date: give {_DATE_HELP}") \
+        raise ApplianceError(EXPORT_BAD_DATE, f"{shown(text)} is not a date: give {_DATE_HELP}") \
             from None
     return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config_env import apply_env, overridden_by
-from appliance.errors import CONFIG_INVALID, CONFIG_NOT_FOUND, ApplianceError
+from appliance.errors import CONFIG_INVALID, CONFIG_NOT_FOUND, ApplianceError, shown
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 #: The fully commented default file is ~12 000 characters; a file 20x larger is a mistake
@@ -288,6 +289,9 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
 
 
+_LANGUAGE = re.compile(r"[a-z]{2,3}")
+
+
 def _bad(src: str, where: str, msg: str) -> ApplianceError:
     return ApplianceError(CONFIG_INVALID, f"{src}: {where}: {msg}")
 
@@ -318,28 +322,31 @@ def _build(cls: type, raw: dict[str, Any], src: str, section: str) -> Any:
             kwargs[name] = _build(typing.cast(type, hint), value, src, name)
         elif hint is float:
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise _bad(src, where, f"must be a number, not {value!r}")
+                raise _bad(src, where, f"must be a number, not {shown(value)}")
             lo, hi, unit = f.metadata["min"], f.metadata["max"], f.metadata["unit"]
             if not _in_range(value, lo, hi):
-                raise _bad(src, where, f"{value} is out of range {lo}..{hi} {unit}".rstrip())
+                raise _bad(src, where,
+                           f"{shown(value)} is out of range {lo}..{hi} {unit}".rstrip())
             kwargs[name] = float(value)
         elif hint is int:
             if isinstance(value, bool) or not isinstance(value, int):
-                raise _bad(src, where, f"must be a whole number, not {value!r}")
+                raise _bad(src, where, f"must be a whole number, not {shown(value)}")
             lo, hi, unit = f.metadata["min"], f.metadata["max"], f.metadata["unit"]
             if not _in_range(value, lo, hi):
-                raise _bad(src, where, f"{value} is out of range {lo}..{hi} {unit}".rstrip())
+                raise _bad(src, where,
+                           f"{shown(value)} is out of range {lo}..{hi} {unit}".rstrip())
             kwargs[name] = value
         elif hint is str:
             if not isinstance(value, str):
-                shown = "a secret" if name in SECRET_KEYS else repr(value)
-                raise _bad(src, where, f"must be a string, not {shown}")
-            if name == "language" and not value:
-                raise _bad(src, where, "must be a language code like en, de, fr")
+                what = "a secret" if name in SECRET_KEYS else shown(value)
+                raise _bad(src, where, f"must be a string, not {what}")
+            if name == "language" and not _LANGUAGE.fullmatch(value):
+                raise _bad(src, where, f"{shown(value)} is not a language code like en, de, "
+                           "fr (two or three lower-case letters)")
             kwargs[name] = value
         elif hint is bool:
             if not isinstance(value, bool):
-                raise _bad(src, where, f"must be true or false, not {value!r}")
+                raise _bad(src, where, f"must be true or false, not {shown(value)}")
             kwargs[name] = value
         elif hint == list[str]:
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
@@ -360,18 +367,19 @@ def _check_relations(cfg: Config, src: str) -> None:
     if cfg.hold.check_back_s >= cfg.hold.too_long_s:
         raise _bad(src, "[hold] check_back_s", "must be below too_long_s")
     if cfg.audio.wiring not in ("stereo", "two_devices"):
-        raise _bad(src, "[audio] wiring", f"{cfg.audio.wiring!r}: allowed stereo, two_devices")
+        raise _bad(src, "[audio] wiring", f"{shown(cfg.audio.wiring)}: allowed stereo, two_devices")
     if cfg.audio.wiring == "stereo" and cfg.audio.agent_channel == cfg.audio.customer_channel:
         raise _bad(src, "[audio] agent_channel", "must differ from customer_channel")
     if cfg.dashboard.enabled and not cfg.dashboard.token and not is_loopback(cfg.dashboard.host):
-        raise _bad(src, "[dashboard] host", f"{cfg.dashboard.host!r} is beyond loopback: set "
+        raise _bad(src, "[dashboard] host", f"{shown(cfg.dashboard.host)} is beyond loopback: set "
                    "[dashboard] token (or APPLIANCE_DASHBOARD_TOKEN, or the dashboard-token "
                    "credential), or bind 127.0.0.1")
     if cfg.logging.level not in LOG_LEVELS:
         raise _bad(src, "[logging] level",
-                   f"{cfg.logging.level!r}: allowed {', '.join(LOG_LEVELS)}")
+                   f"{shown(cfg.logging.level)}: allowed {', '.join(LOG_LEVELS)}")
     if cfg.logging.format not in ("auto", "text", "json"):
-        raise _bad(src, "[logging] format", f"{cfg.logging.format!r}: allowed auto, text, json")
+        raise _bad(src, "[logging] format",
+                   f"{shown(cfg.logging.format)}: allowed auto, text, json")
     if cfg.audio.wiring == "two_devices" and not (cfg.audio.agent_device
                                                   and cfg.audio.customer_device):
         raise _bad(src, "[audio] agent_device",
@@ -406,14 +414,24 @@ def load_config(path: Path | None, env: Mapping[str, str] | None = None) -> Conf
             return config_from_dict(apply_env({}, env), _env_src("defaults", env))
         return Config()
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.is_dir():
+            raise ApplianceError(CONFIG_NOT_FOUND, f"{path} is a directory, not a config file")
+        with path.open("rb") as f:  # never more than the bound (a config is a few kB)
+            data = f.read(MAX_CONFIG_CHARS * 4 + 1)
     except FileNotFoundError as exc:
         raise ApplianceError(CONFIG_NOT_FOUND, f"config file not found: {path}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ApplianceError(CONFIG_NOT_FOUND, f"cannot read config file {path}: {exc}") from exc
+    except OSError as exc:
+        raise ApplianceError(CONFIG_NOT_FOUND, f"cannot read config file {path}: "
+                             f"{exc.strerror or exc}") from exc
+    try:
+        text = data.decode("utf-8-sig")  # a byte-order mark (Windows editors) is fine
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ApplianceError(CONFIG_INVALID, f"{path}: line {line} is not UTF-8 text (byte "
+                             f"{exc.start}); save the file as UTF-8") from exc
     if len(text) > MAX_CONFIG_CHARS:
-        raise ApplianceError(CONFIG_INVALID, f"{path}: {len(text)} characters is too long for "
-                             f"a config file (at most {MAX_CONFIG_CHARS})")
+        raise ApplianceError(CONFIG_INVALID, f"{path}: too long for a config file (at most "
+                             f"{MAX_CONFIG_CHARS} characters)")
     deepest = _deepest_key(text)
     if deepest > MAX_KEY_DEPTH:
         raise ApplianceError(CONFIG_INVALID, f"{path}: a key nested {deepest} levels deep (at "

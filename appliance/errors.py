@@ -8,11 +8,27 @@ stderr, never a traceback.
 
 from __future__ import annotations
 
+MAX_MESSAGE_CHARS = 1000
+"""A message longer than this keeps its beginning and its end (where the fix is)."""
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` for an error message, cut to ``limit`` characters: a 100 000-character
+    value in a config or on the command line must not become a 100 000-character line."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text)} characters)"
+
 
 class ApplianceError(Exception):
     """A failure with a stable machine code and a one-line message for a person."""
 
     def __init__(self, code: str, message: str) -> None:
+        if len(message) > MAX_MESSAGE_CHARS:
+            tail = MAX_MESSAGE_CHARS // 4
+            message = (f"{message[:MAX_MESSAGE_CHARS - tail]} …[{len(message)} characters]… "
+                       f"{message[-tail:]}")
         super().__init__(message)
         self.code = code
         self.message = message

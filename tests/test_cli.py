@@ -215,3 +215,12 @@ def test_marks_beyond_the_audio_are_reported_not_dropped(capsys, tmp_path):
     assert summary["marks_ignored_total"] == 2
     assert "hold_end mark at 20.0 s ignored: no hold is open" in err
     assert "hold_start mark at 5000.0 s ignored: it is after the end of the audio" in err
+
+
+def test_an_unknown_language_is_refused_naming_what_is_known(capsys, tmp_path):
+    code, _, err = run(capsys, "analyze", "--demo", "--lang", "xx")
+    assert code == 2 and "[config.invalid]" in err
+    assert "language 'xx': no word lists for it (bundled: de, en, fr)" in err
+    assert "appliance models install MODEL.zip --lang xx" in err
+    code, _, err = run(capsys, "analyze", "--demo", "--lang", "z" * 100_000)
+    assert code == 2 and len(err) < 400

@@ -173,3 +173,43 @@ def test_keys_20000_levels_deep_are_refused_before_parsing(tmp_path: Path, text:
     code, err = error_code_under_limit("from appliance.config import load_config as f",
                                        str(f), 512 << 20)
     assert code == "config.invalid", err
+
+
+def test_a_byte_order_mark_is_fine_and_other_encodings_are_named(tmp_path: Path) -> None:
+    f = tmp_path / "bom.toml"
+    f.write_bytes(b"\xef\xbb\xbf" + b'language = "de"\n')
+    assert load_config(f, env={}).language == "de"
+    f = tmp_path / "latin1.toml"
+    f.write_bytes('# Grüße\nlanguage = "de"\n'.encode("latin-1"))
+    with pytest.raises(ApplianceError) as err:
+        load_config(f, env={})
+    assert err.value.code == "config.invalid"  # readable, but not UTF-8: not "not found"
+    assert "line 1 is not UTF-8" in err.value.message
+    assert "save the file as UTF-8" in err.value.message
+    with pytest.raises(ApplianceError) as err:
+        load_config(tmp_path, env={})
+    assert err.value.code == "config.not_found" and "is a directory" in err.value.message
+
+
+@pytest.mark.parametrize("lang", ["../../etc/passwd", "EN", "english", "e n", ""])
+def test_the_language_is_a_code_not_a_path(tmp_path: Path, lang: str) -> None:
+    f = tmp_path / "a.toml"
+    f.write_text(f'language = "{lang}"\n')
+    with pytest.raises(ApplianceError, match="not a language code") as err:
+        load_config(f, env={})
+    assert err.value.code == "config.invalid"
+
+
+def test_a_huge_value_is_cut_in_the_message(tmp_path: Path) -> None:
+    f = tmp_path / "a.toml"
+    for text in (f'[logging]\nlevel = "{"x" * 100_000}"\n', f'language = "{"y" * 100_000}"\n',
+                 f"[audio]\nagent_channel = {10 ** 400}\n"):
+        f.write_text(text)
+        with pytest.raises(ApplianceError) as err:
+            load_config(f, env={})
+        assert len(err.value.message) < 400 and "characters)" in err.value.message
+
+
+def test_every_error_message_is_bounded() -> None:
+    msg = ApplianceError("x.y", "a" * 50_000 + " the fix is here").message
+    assert len(msg) < 1100 and msg.endswith("the fix is here")

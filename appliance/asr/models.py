@@ -66,6 +66,7 @@ from appliance.errors import (
     MODEL_MISSING,
     MODEL_SOURCE_NOT_FOUND,
     ApplianceError,
+    shown,
 )
 
 if TYPE_CHECKING:
@@ -308,7 +309,7 @@ def load_model(lang: str, models_dir: Path, *, verify: VerifyMode = "quick") -> 
 
 def _check_name(name: str) -> None:
     if not _NAME.fullmatch(name):
-        raise ApplianceError(MODEL_INVALID, f"bad model name {name!r}: use letters, digits, "
+        raise ApplianceError(MODEL_INVALID, f"bad model name {shown(name)}: use letters, digits, "
                              "'.', '-', '_' (no '/'), not starting with '.'")
 
 
@@ -439,7 +440,7 @@ def install_model(source: str | Path, models_dir: Path, *, lang: str | None = No
     path = Path(src).expanduser()
     entry: CatalogEntry | None = None
     if lang is not None and not _LANG.fullmatch(lang):
-        raise ApplianceError(MODEL_LANG_UNKNOWN, f"--lang {lang!r}: give a language code "
+        raise ApplianceError(MODEL_LANG_UNKNOWN, f"--lang {shown(lang)}: give a language code "
                              "like en, de, fr")
     if src.startswith(("http://", "https://")):
         url: str | None = src

@@ -8,6 +8,7 @@ hands them to ``CallEngine.add_words``.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,11 +19,33 @@ from appliance.asr.gate import SpeechGate
 from appliance.asr.worker import Recognizer, RecognizerWorker, Result
 from appliance.config import AsrConfig
 from appliance.conversation import FrameContext
-from appliance.errors import MODEL_MISSING, ApplianceError
+from appliance.errors import CONFIG_INVALID, MODEL_MISSING, ApplianceError, shown
 from appliance.events import PARTIES, Party
 
 log = logging.getLogger(__name__)
 FRAME_S = 0.032
+
+
+def check_language(lang: str, models_dir: Path | None, cfg: AsrConfig) -> None:
+    """Refuse a call language the box knows nothing of: no bundled word lists and no speech
+    model installed for it (a typo such as ``--lang fe`` would otherwise run silently with
+    acoustic cues only).  Raises ApplianceError (CONFIG_INVALID)."""
+    from appliance.asr.models import list_models, resolve_models_dir
+    from appliance.words.locale import available_languages
+
+    if not re.fullmatch(r"[a-z]{2,3}", lang):
+        raise ApplianceError(CONFIG_INVALID, f"language {shown(lang)}: give a language code "
+                             "like en, de, fr")
+    bundled = available_languages()
+    if lang in bundled:
+        return
+    where = resolve_models_dir(models_dir, cfg.models_dir)
+    if any(m.lang == lang for m in list_models(where)):
+        return
+    raise ApplianceError(CONFIG_INVALID, f"language {shown(lang)}: no word lists for it (bundled: "
+                         f"{', '.join(bundled)}) and no speech model installed for it in "
+                         f"{where}; pick one of those, or install a model with "
+                         f"`appliance models install MODEL.zip --lang {lang}`")
 
 
 def load_call_model(lang: str, models_dir: Path | None, cfg: AsrConfig) -> Any | None:
