@@ -12,6 +12,7 @@ rate, and the process's peak memory; exit status 1 when anything failed.
 from __future__ import annotations
 
 import argparse
+import logging
 import random
 import resource
 import sys
@@ -48,8 +49,8 @@ def _round(target: Target, round_seed: int, tally: Tally) -> None:
     try:
         run()
     except Exception as exc:  # a falsifying input, already shrunk by Hypothesis
-        last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-        tally.failures.append(f"seed {round_seed}: {last[:300]}")
+        text = "".join(traceback.format_exception(exc)).strip()
+        tally.failures.append(f"seed {round_seed}: {type(exc).__name__}\n{text[-3000:]}")
 
 
 def fuzz(targets: list[Target], seconds: float, first_seed: int) -> dict[str, Tally]:
@@ -70,6 +71,7 @@ def fuzz(targets: list[Target], seconds: float, first_seed: int) -> dict[str, Ta
 
 
 def main(argv: list[str] | None = None) -> int:
+    logging.disable(logging.WARNING)  # the parsers' warnings about damaged inputs: expected
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, default=2.0, help="total time budget (2)")
     ap.add_argument("--only", help="comma-separated targets: " + ", ".join(BY_NAME))
