@@ -1,3 +1,3 @@
-from appliance.cli import main
+from appliance.cli.app import main
 
 raise SystemExit(main())

@@ -111,7 +111,7 @@ class TranscriptEvent:
     kind: str = "transcript"
 
     def to_json(self) -> dict[str, Any]:
-        from appliance.asr.privacy import mask_digit_runs
+        from appliance.privacy import mask_digit_runs
 
         return {
             "t": round(self.t_s, 3),

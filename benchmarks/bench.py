@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 
 from appliance.audio.filesource import FileSource
-from appliance.bank import CallBank
+from appliance.audio.marks_file import load_marks
 from appliance.config import Config
-from appliance.engine import CallEngine
-from appliance.features.extractor import FeatureExtractor
-from appliance.marks import load_marks
-from appliance.vad import SileroModel, VadStream
+from appliance.engine.call_engine import CallEngine
+from appliance.engine.features.extractor import FeatureExtractor
+from appliance.engine.vad import SileroModel, VadStream
+from appliance.stream.bank import CallBank
 
 DEMO = Path(__file__).resolve().parent.parent / "appliance" / "demo"
 

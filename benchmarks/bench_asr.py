@@ -21,8 +21,8 @@ import numpy as np
 from appliance.asr.session import AsrSession
 from appliance.asr.worker import RecognizerWorker, vosk_recognizer_factory
 from appliance.config import AsrConfig, Config
-from appliance.engine import CallEngine
-from appliance.vad import SileroModel
+from appliance.engine.call_engine import CallEngine
+from appliance.engine.vad import SileroModel
 
 TEXTS = ["안녕하세요 고객 센터입니다 무엇을 도와드릴까요", "인터넷이 자주 끊겨서 전화했습니다",
          "잠시만 기다려 주시면 확인해 드리겠습니다", "네 감사합니다 좋은 하루 되세요"]

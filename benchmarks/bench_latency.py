@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
+from appliance.audio.marks_file import load_marks
+from appliance.audio.replay import ReplaySource
 from appliance.config import Config
-from appliance.dashboard.server import DashboardServer
-from appliance.live import LiveRunner, ReplaySource
-from appliance.marks import load_marks
-from appliance.vad import SileroModel
+from appliance.engine.vad import SileroModel
+from appliance.sinks.dashboard.server import DashboardServer
+from appliance.stream.live import LiveRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -21,14 +21,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from appliance.audio.filesource import FileSource
-from appliance.cli import _demo_paths
-from appliance.cli_summaries import write_csv
+from appliance.audio.marks_file import load_marks
+from appliance.cli.app import _demo_paths
+from appliance.cli.summaries import write_csv
 from appliance.config import Config
-from appliance.engine import CallEngine
-from appliance.marks import load_marks
-from appliance.pipeline import analyse_blocks
-from appliance.store.summaries import SummaryStore
-from appliance.vad import SileroModel
+from appliance.engine.call_engine import CallEngine
+from appliance.engine.vad import SileroModel
+from appliance.sinks.store.summaries import SummaryStore
+from appliance.stream.pipeline import analyse_blocks
 
 
 def demo_summary() -> dict:

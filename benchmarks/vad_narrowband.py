@@ -9,7 +9,7 @@ Four detectors:
 
 * ``silero-16k``: Silero VAD on the audio resampled to 16 kHz (what the engine feeds it);
 * ``silero-8k``: Silero's native 8 kHz mode (256-sample windows) on the audio at 8 kHz;
-* ``level``: the level detector alone (:mod:`appliance.level_vad`);
+* ``level``: the level detector alone (:mod:`appliance.engine.level_vad`);
 * ``engine``: the engine's decision (Silero fused with the level detector, then the echo,
   music and silence gates, hysteresis, no hangover).
 """
@@ -44,11 +44,11 @@ def _call(truth: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
     import soxr
 
     from appliance.config import Config
-    from appliance.conversation import FrameContext
-    from appliance.engine import CallEngine
-    from appliance.features.extractor import FeatureExtractor
-    from appliance.level_vad import LevelDetector
-    from appliance.vad import SileroModel
+    from appliance.engine.call_engine import CallEngine
+    from appliance.engine.conversation import FrameContext
+    from appliance.engine.features.extractor import FeatureExtractor
+    from appliance.engine.level_vad import LevelDetector
+    from appliance.engine.vad import SileroModel
     from tests.corpus.mix import read_wav
 
     model = SileroModel()

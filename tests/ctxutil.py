@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 
-from appliance.conversation import FrameContext, HoldView, PartyFrame, SpeechTracker
+from appliance.engine.conversation import FrameContext, HoldView, PartyFrame, SpeechTracker
 
 FRAME_S = 0.032
 

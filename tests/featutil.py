@@ -15,7 +15,7 @@ import numpy.typing as npt
 import pytest
 import soxr
 
-from appliance.features.extractor import FeatureExtractor, FeatureFrames
+from appliance.engine.features.extractor import FeatureExtractor, FeatureFrames
 
 SR = 16000
 I16 = npt.NDArray[np.int16]

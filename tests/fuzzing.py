@@ -32,13 +32,14 @@ from typing import Any
 from hypothesis import strategies as st
 
 from appliance.audio.filesource import FileSource
+from appliance.audio.marks_file import load_marks
 from appliance.audio.wavfile import _parse_stream, open_wav
 from appliance.config import Config, load_config
 from appliance.config_env import ENV_OVERRIDES
-from appliance.dashboard.http import HttpError, read_request
-from appliance.dashboard.server import DashboardServer
+from appliance.engine.marks import parse_marks
 from appliance.errors import ApplianceError
-from appliance.marks import load_marks, parse_marks
+from appliance.sinks.dashboard.http import HttpError, read_request
+from appliance.sinks.dashboard.server import DashboardServer
 
 MEMORY_BUDGET_BYTES = 512 << 20
 """What one case may allocate beyond the process's size when it starts."""

@@ -99,7 +99,7 @@ def capture_main(out: str, seconds: float) -> None:
 
     from appliance.audio.capture import CaptureSource
     from appliance.config import AudioConfig
-    from appliance.pipeline import BlockQueue
+    from appliance.stream.pipeline import BlockQueue
 
     src = CaptureSource(AudioConfig(device="pulse"))
 

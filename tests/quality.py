@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from appliance.audio.filesource import FileSource
+from appliance.audio.marks_file import load_marks
 from appliance.config import Config
-from appliance.engine import CallEngine
+from appliance.engine.call_engine import CallEngine
+from appliance.engine.vad import SileroModel
 from appliance.events import Cue, Summary
-from appliance.marks import load_marks
-from appliance.pipeline import analyse_blocks
-from appliance.vad import SileroModel
+from appliance.stream.pipeline import analyse_blocks
 
 _MODEL: SileroModel | None = None
 

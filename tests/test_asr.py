@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 from appliance.asr.gate import SpeechGate, TimeMap
-from appliance.asr.privacy import mask_digit_runs
 from appliance.asr.session import AsrSession
 from appliance.asr.worker import RecognizerWorker, vosk_recognizer_factory
 from appliance.config import Config
-from appliance.engine import CallEngine
-from appliance.pipeline import analyse_blocks
-from appliance.vad import SileroModel
+from appliance.engine.call_engine import CallEngine
+from appliance.engine.vad import SileroModel
+from appliance.privacy import mask_digit_runs
+from appliance.stream.pipeline import analyse_blocks
 
 F = 0.032
 

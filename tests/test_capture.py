@@ -30,7 +30,7 @@ from appliance.errors import (
     CONFIG_INVALID,
     ApplianceError,
 )
-from appliance.pipeline import BlockQueue
+from appliance.stream.pipeline import BlockQueue
 from tests import pulse
 
 Signal = Callable[[int, int, int, int], np.ndarray]  # (start, n, rate, channels) -> (n, ch)
@@ -348,8 +348,8 @@ def _first_sound(x: np.ndarray, threshold: int = 300) -> int:
 
 def _interruptions(agent: np.ndarray, customer: np.ndarray) -> list[Any]:
     from appliance.config import Config
-    from appliance.engine import CallEngine
-    from appliance.vad import SileroModel
+    from appliance.engine.call_engine import CallEngine
+    from appliance.engine.vad import SileroModel
 
     engine = CallEngine(Config(), SileroModel())
     cues = []

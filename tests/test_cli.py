@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from appliance.cli import main
+from appliance.cli.app import main
 
 DEMO = Path(__file__).resolve().parent.parent / "appliance" / "demo"
 

@@ -15,7 +15,7 @@ from appliance.config_env import (
     resolve_state_dir,
 )
 from appliance.errors import ApplianceError
-from appliance.reload import changed_keys, restart_needed
+from appliance.service.reload import changed_keys, restart_needed
 from tests.memlimit import error_code_under_limit
 
 

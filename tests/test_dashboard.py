@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 
 from appliance import errors
-from appliance.dashboard import DashboardServer, is_loopback
-from appliance.dashboard.server import STATIC_DIR, _Client
 from appliance.errors import ApplianceError
+from appliance.sinks.dashboard import DashboardServer, is_loopback
+from appliance.sinks.dashboard.server import STATIC_DIR, _Client
 
 BROWSER_DIR = Path(__file__).parent / "browser"
 CHROMIUM = Path("/usr/bin/chromium")

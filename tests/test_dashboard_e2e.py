@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from appliance.audio.marks_file import load_marks
+from appliance.audio.replay import ReplaySource
 from appliance.config import config_from_dict
-from appliance.dashboard.server import DashboardServer
-from appliance.live import LiveRunner, ReplaySource
-from appliance.marks import load_marks
-from appliance.vad import SileroModel
+from appliance.engine.vad import SileroModel
+from appliance.sinks.dashboard.server import DashboardServer
+from appliance.stream.live import LiveRunner
 
 ROOT = Path(__file__).resolve().parent.parent
 BROWSER = ROOT / "tests" / "browser"

@@ -1,5 +1,5 @@
 """``appliance doctor``: every check with constructed inputs, the level judgement over numpy
-arrays, the whole command through ``appliance.cli.main``, and one listen on a real PortAudio
+arrays, the whole command through ``appliance.cli.app.main``, and one listen on a real PortAudio
 device (a private PulseAudio null sink playing the demo call)."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import pytest
 
 from appliance.asr.models import install_model
 from appliance.audio import capture, devices
-from appliance.cli import main
+from appliance.cli.app import main
 from appliance.config import AsrConfig, AudioConfig, DashboardConfig, StorageConfig
 from appliance.config_env import ENV_OVERRIDES
 from appliance.doctor import system
@@ -45,7 +45,7 @@ from appliance.doctor.system import (
     memory_need,
 )
 from appliance.errors import AUDIO_PORTAUDIO_MISSING, ApplianceError
-from appliance.store.summaries import SummaryStore
+from appliance.sinks.store.summaries import SummaryStore
 from tests import pulse
 from tests.test_capture import FakeSD, const, dev
 
@@ -300,7 +300,7 @@ def test_dashboard_port_free_in_use_or_served_by_the_appliance(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
     env["STATE_DIRECTORY"] = str(tmp_path / "state")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "run", "--replay", str(DEMO), "--no-asr",
+        [sys.executable, "-m", "appliance.cli.app", "run", "--replay", str(DEMO), "--no-asr",
          "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 30
@@ -338,8 +338,8 @@ def test_port_owner_reads_proc(tmp_path):
         os.symlink(f"socket:[{inode}]", proc / str(pid) / "fd" / "3")
     listening, holders = port_owners(8765, proc)
     assert listening and [o.pid for o in holders] == [100] and holders[0].is_appliance
-    assert PortOwner(1, ("python", "-m", "appliance.cli", "run")).is_appliance
-    assert not PortOwner(1, ("python", "-m", "appliance.cli", "doctor")).is_appliance
+    assert PortOwner(1, ("python", "-m", "appliance.cli.app", "run")).is_appliance
+    assert not PortOwner(1, ("python", "-m", "appliance.cli.app", "doctor")).is_appliance
     assert not PortOwner(1, ("python", "-m", "pytest", "tests/test_appliance.py")).is_appliance
 
 

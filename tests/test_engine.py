@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 
 from appliance.audio.filesource import FileSource
-from appliance.bank import CallBank
+from appliance.audio.marks_file import load_marks
 from appliance.config import Config
-from appliance.engine import CallEngine
-from appliance.marks import Mark, load_marks
-from appliance.vad import SileroModel
+from appliance.engine.call_engine import CallEngine
+from appliance.engine.marks import Mark
+from appliance.engine.vad import SileroModel
+from appliance.stream.bank import CallBank
 
 DEMO = Path(__file__).resolve().parent.parent / "appliance" / "demo"
 
@@ -92,8 +93,8 @@ def test_finish_twice_is_an_error(model):
 
 
 def test_vad_model_refuses_a_damaged_file(tmp_path):
+    from appliance.engine.vad import _packaged_model_bytes
     from appliance.errors import ApplianceError
-    from appliance.vad import _packaged_model_bytes
 
     bad = tmp_path / "silero.onnx"
     data = bytearray(_packaged_model_bytes())

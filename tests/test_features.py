@@ -7,7 +7,7 @@ from dataclasses import fields
 import numpy as np
 import pytest
 
-from appliance.features.extractor import FeatureExtractor, FeatureFrames
+from appliance.engine.features.extractor import FeatureExtractor, FeatureFrames
 from tests.featutil import (
     HAVE_SOX,
     SR,

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from appliance.audio.filesource import FileSource, PartyBlock
+from appliance.audio.filesource import FileSource
 from appliance.audio.resample import StreamResampler, expected_length, to_int16
 from appliance.errors import (
     INPUT_BAD_CHANNEL,
@@ -21,6 +21,7 @@ from appliance.errors import (
     INPUT_NOT_WAV,
     ApplianceError,
 )
+from appliance.stream.blocks import PartyBlock
 
 needs_sox = pytest.mark.skipif(shutil.which("sox") is None, reason="sox not installed")
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from appliance.features.extractor import FeatureExtractor, FeatureFrames
-from appliance.features.filled_pause import FilledPauseDetector
+from appliance.engine.features.extractor import FeatureExtractor, FeatureFrames
+from appliance.engine.features.filled_pause import FilledPauseDetector
 from tests.featutil import (
     HAVE_SOX,
     SR,

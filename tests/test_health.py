@@ -14,15 +14,16 @@ from typing import Any
 
 import pytest
 
-from appliance import archive as archive_mod
-from appliance.archive import CallArchive, CallRecord
-from appliance.cli_run import Service
+from appliance.cli.run import Service
 from appliance.config import config_from_dict
-from appliance.dashboard.server import DashboardServer
+from appliance.engine.vad import SileroModel
 from appliance.errors import STORE_UNAVAILABLE, ApplianceError
-from appliance.live import STALLED_AFTER_S, LiveRunner
-from appliance.store.summaries import SummaryStore, summaries_path
-from appliance.vad import SileroModel
+from appliance.sinks import archive as archive_mod
+from appliance.sinks.archive import CallArchive
+from appliance.sinks.dashboard.server import DashboardServer
+from appliance.sinks.store.summaries import SummaryStore, summaries_path
+from appliance.stream.live import STALLED_AFTER_S, LiveRunner
+from appliance.stream.record import CallRecord
 from tests.test_dashboard import get
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from appliance.config import HoldConfig
-from appliance.hold import HoldTracker
+from appliance.engine.hold import HoldTracker
 
 F = 0.032
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.cli import main
+from appliance.cli.app import main
 from appliance.config import Config, defaults_toml, load_config
 from appliance.errors import SERVICE_PATH_HIDDEN, ApplianceError
 from appliance.service import install

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from appliance.audio.replay import ReplaySource
 from appliance.config import Config, config_from_dict
-from appliance.live import LiveRunner, ReplaySource
-from appliance.vad import SileroModel
+from appliance.engine.vad import SileroModel
+from appliance.stream.live import LiveRunner
 
 DEMO = Path(__file__).resolve().parent.parent / "appliance" / "demo" / "demo_call.wav"
 

@@ -10,7 +10,7 @@ import tempfile
 
 import pytest
 
-from appliance.logs import setup_logging, under_journald
+from appliance.service.logs import setup_logging, under_journald
 
 
 @pytest.fixture(autouse=True)

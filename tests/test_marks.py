@@ -1,4 +1,4 @@
-"""Tests of the marks file parser (appliance.marks)."""
+"""Tests of the marks file parser (appliance.engine.marks)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from appliance.audio.marks_file import load_marks
+from appliance.engine.marks import KNOWN_MARK_EVENTS, Mark, parse_marks
 from appliance.errors import MARKS_INVALID, MARKS_NOT_FOUND, ApplianceError
-from appliance.marks import KNOWN_MARK_EVENTS, Mark, load_marks, parse_marks
 
 
 def write(tmp_path: Path, text: str | bytes) -> Path:

@@ -33,7 +33,7 @@ from appliance.asr.models import (
     remove_model,
     resolve_models_dir,
 )
-from appliance.cli import main
+from appliance.cli.app import main
 from appliance.errors import (
     MODEL_CORRUPT,
     MODEL_DOWNLOAD_FAILED,
@@ -373,7 +373,7 @@ def test_cli_verify_names_the_tampered_file(capsys, models, installed):
 
 
 def test_download_progress_only_on_a_terminal():
-    from appliance.cli_models import _DownloadProgress
+    from appliance.cli.models import _DownloadProgress
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
-from appliance.features.extractor import FeatureFrames
-from appliance.features.music import MusicDetector
+from appliance.engine.features.extractor import FeatureFrames
+from appliance.engine.features.music import MusicDetector
 from tests.featutil import (
     HAVE_ESPEAK,
     HAVE_SOX,

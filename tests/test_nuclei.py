@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from appliance.features.extractor import FeatureExtractor
-from appliance.features.nuclei import NucleiDetector
+from appliance.engine.features.extractor import FeatureExtractor
+from appliance.engine.features.nuclei import NucleiDetector
 from tests.featutil import (
     HAVE_SOX,
     SR,

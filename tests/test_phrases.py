@@ -7,10 +7,10 @@ import math
 import pytest
 
 from appliance.config import WordsConfig
-from appliance.conversation import FrameContext, HoldView, PartyFrame
-from appliance.cues.phrases import PhraseRule
+from appliance.engine.conversation import FrameContext, HoldView, PartyFrame
+from appliance.engine.cues.phrases import PhraseRule
+from appliance.engine.words.locale import load_locale
 from appliance.events import Cue
-from appliance.words.locale import load_locale
 from tests.wordutil import say
 
 FRAME_S = 0.032

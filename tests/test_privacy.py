@@ -41,12 +41,13 @@ import pytest
 
 from appliance.asr.session import AsrSession, load_call_model
 from appliance.asr.worker import vosk_recognizer_factory
-from appliance.cli import main
+from appliance.audio.marks_file import load_marks
+from appliance.audio.replay import ReplaySource
+from appliance.cli.app import main
 from appliance.config import Config, config_from_dict
-from appliance.dashboard import DashboardServer
-from appliance.live import LiveRunner, ReplaySource
-from appliance.marks import load_marks
-from appliance.vad import SileroModel
+from appliance.engine.vad import SileroModel
+from appliance.sinks.dashboard import DashboardServer
+from appliance.stream.live import LiveRunner
 from tests.netguard import (
     NETNS_NO_LOOPBACK,
     NetworkGuard,
@@ -689,7 +690,7 @@ CLIENT_CALLS = frozenset({
     "urlretrieve", "download_model", "get_model_by_name", "get_model_by_lang"})
 LISTEN_CALLS = frozenset({"start_server", "create_server", "start_unix_server",
                           "create_unix_server"})
-LISTEN_ALLOWED = ("appliance/dashboard/",)
+LISTEN_ALLOWED = ("appliance/sinks/dashboard/",)
 REVIEWED: dict[str, tuple[frozenset[str], str]] = {
     "appliance/service/notify.py": (
         frozenset({"imports socket"}),
@@ -775,7 +776,7 @@ def test_network_scan_catches_network_code() -> None:
           "async def f(vosk, p, socket):\n    await asyncio.start_server(None, '127.0.0.1', 0)\n"
           "    vosk.Model(model_path=str(p))\n"
           "    socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)\n")
-    assert network_uses(ok, "appliance/dashboard/server.py") == []
+    assert network_uses(ok, "appliance/sinks/dashboard/server.py") == []
     assert network_uses(bad, "appliance/asr/models.py") == []
 
 

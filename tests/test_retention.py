@@ -12,13 +12,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from appliance.archive import CallArchive
 from appliance.asr.worker import Transcript
+from appliance.audio.replay import ReplaySource
 from appliance.config import config_from_dict
+from appliance.engine.vad import SileroModel
 from appliance.events import WordEvent
-from appliance.live import LiveRunner, ReplaySource
-from appliance.store.summaries import SummaryStore
-from appliance.vad import SileroModel
+from appliance.sinks.archive import CallArchive
+from appliance.sinks.store.summaries import SummaryStore
+from appliance.stream.live import LiveRunner
 
 DEMO = Path(__file__).resolve().parent.parent / "appliance" / "demo" / "demo_call.wav"
 SAID = "my card number is 4 5 5 6 7 8 9 0 and my phone is five five five one two three four"

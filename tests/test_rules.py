@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from appliance.config import DeadAirConfig, InterruptionConfig, TalkRatioConfig, VadConfig
-from appliance.conversation import EchoGate, SpeechTracker
-from appliance.cues.dead_air import DeadAirRule
-from appliance.cues.interruption import InterruptionRule
-from appliance.cues.talk_ratio import TalkRatioRule
+from appliance.engine.conversation import EchoGate, SpeechTracker
+from appliance.engine.cues.dead_air import DeadAirRule
+from appliance.engine.cues.interruption import InterruptionRule
+from appliance.engine.cues.talk_ratio import TalkRatioRule
 from tests.ctxutil import frames, run
 
 

@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from appliance.archive import CallRecord
+from appliance.audio.replay import ReplaySource
 from appliance.config import config_from_dict
-from appliance.live import LiveRunner, ReplaySource
-from appliance.vad import SileroModel
+from appliance.engine.vad import SileroModel
+from appliance.stream.live import LiveRunner
+from appliance.stream.record import CallRecord
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "appliance" / "demo" / "demo_call.wav"
@@ -157,7 +158,7 @@ def test_appliance_run_speaks_sd_notify_reloads_and_stops_cleanly(tmp_path: Path
     env.update(NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="1000000",
                STATE_DIRECTORY=str(state), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "appliance.cli", "run", "--config", str(conf), "--replay",
+        [sys.executable, "-m", "appliance.cli.app", "run", "--config", str(conf), "--replay",
          str(DEMO), "--speed", "4", "--port", "0", "--no-asr"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     got: list[str] = []
@@ -247,7 +248,7 @@ class RecordingNotifier:
 def _service(source: Any, notifier: RecordingNotifier) -> Any:
     import argparse
 
-    from appliance.cli_run import Service
+    from appliance.cli.run import Service
 
     cfg = config_from_dict({"audio": {"device": "USB Headset"}})
     args = argparse.Namespace(host=None, port=None, replay=None, log_level=None)
@@ -309,7 +310,7 @@ class OrderedArchive(FakeArchive):
 def test_a_second_sigterm_does_not_cut_short_the_saving_of_the_call() -> None:
     import argparse
 
-    from appliance.cli_run import Service
+    from appliance.cli.run import Service
 
     notifier = OrderedNotifier()
     archive = OrderedArchive(notifier)
@@ -341,7 +342,7 @@ def test_a_reload_that_breaks_unexpectedly_still_says_ready(monkeypatch) -> None
     def boom(*_: Any, **__: Any) -> Any:
         raise RuntimeError("unexpected")
 
-    monkeypatch.setattr("appliance.cli_run.load_config", boom)
+    monkeypatch.setattr("appliance.cli.run.load_config", boom)
     assert service.reload() is False
     assert [k for k, _ in notifier.sent] == ["reloading", "ready"]
     assert "previous configuration" in notifier.sent[-1][1]
@@ -350,7 +351,7 @@ def test_a_reload_that_breaks_unexpectedly_still_says_ready(monkeypatch) -> None
 def test_pressing_end_again_before_the_next_call_has_audio_stores_no_empty_call() -> None:
     import numpy as np
 
-    from appliance.audio.filesource import PartyBlock
+    from appliance.stream.blocks import PartyBlock
 
     archive = FakeArchive()
     runner = LiveRunner(config_from_dict({}), SilentSource(), SileroModel(),

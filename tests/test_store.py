@@ -27,8 +27,8 @@ from appliance.errors import (
     ApplianceError,
 )
 from appliance.events import Summary
-from appliance.store import SummaryStore, TranscriptStore, summaries_path
-from appliance.store.transcripts import NAME_RE
+from appliance.sinks.store import SummaryStore, TranscriptStore, summaries_path
+from appliance.sinks.store.transcripts import NAME_RE
 
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -331,7 +331,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from appliance.store import SummaryStore
+from appliance.sinks.store import SummaryStore
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 {expected}
 path, max_bytes, start, pad = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])

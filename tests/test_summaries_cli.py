@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from appliance.cli import main
-from appliance.cli_summaries import CUE_KINDS, parse_when
+from appliance.cli.app import main
+from appliance.cli.summaries import CUE_KINDS, parse_when
 from appliance.errors import ApplianceError
 from appliance.events import Summary
-from appliance.store import SummaryStore, TranscriptStore, summaries_path, transcripts_dir
+from appliance.sinks.store import SummaryStore, TranscriptStore, summaries_path, transcripts_dir
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 
@@ -40,7 +40,7 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for var in ("APPLIANCE_CONFIG", "APPLIANCE_STATE_DIR", "STATE_DIRECTORY"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr("appliance.cli_summaries.default_config_path", lambda env: (
+    monkeypatch.setattr("appliance.cli.summaries.default_config_path", lambda env: (
         Path(env["APPLIANCE_CONFIG"]) if env.get("APPLIANCE_CONFIG") else None))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
 

@@ -6,8 +6,8 @@ import dataclasses
 import math
 
 from appliance.config import RateConfig, ToneConfig
-from appliance.cues.rate import RateRule
-from appliance.cues.tone import ToneRule
+from appliance.engine.cues.rate import RateRule
+from appliance.engine.cues.tone import ToneRule
 from appliance.events import WordEvent
 from tests.ctxutil import frames
 

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from appliance.config import InterruptionConfig, TalkRatioConfig
-from appliance.conversation import SpeechTracker
-from appliance.cues.interruption import InterruptionRule
-from appliance.cues.talk_ratio import TalkRatioRule
-from appliance.features.extractor import FeatureFrames
-from appliance.level_vad import LevelDetector
+from appliance.engine.conversation import SpeechTracker
+from appliance.engine.cues.interruption import InterruptionRule
+from appliance.engine.cues.talk_ratio import TalkRatioRule
+from appliance.engine.features.extractor import FeatureFrames
+from appliance.engine.level_vad import LevelDetector
 from tests.ctxutil import frames, run
 
 FRAME_S = 0.032

@@ -1,14 +1,13 @@
-"""Word lists and tolerant matching (appliance.words), and the filler rule (cues.filler)."""
+"""Word lists and tolerant matching (appliance.engine.words), and the filler rule (cues.filler)."""
 
 from __future__ import annotations
 
 import pytest
 
 from appliance.config import WordsConfig
-from appliance.cues.filler import FillerRule
-from appliance.events import Cue, WordEvent
-from appliance.words.locale import PHRASE_KEYS, Locale, load_locale, parse_locale
-from appliance.words.matching import (
+from appliance.engine.cues.filler import FillerRule
+from appliance.engine.words.locale import PHRASE_KEYS, Locale, load_locale, parse_locale
+from appliance.engine.words.matching import (
     PhraseSet,
     WordBuffer,
     compact,
@@ -17,6 +16,7 @@ from appliance.words.matching import (
     similar,
     tokens,
 )
+from appliance.events import Cue, WordEvent
 from tests.wordutil import say
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from appliance.asr.gate import SpeechGate
 from appliance.asr.worker import Recognizer, RecognizerWorker, Result
 from appliance.config import AsrConfig
-from appliance.conversation import FrameContext
+from appliance.engine.conversation import FrameContext
 from appliance.errors import CONFIG_INVALID, MODEL_MISSING, ApplianceError, shown
 from appliance.events import PARTIES, Party
 
@@ -31,7 +31,7 @@ def check_language(lang: str, models_dir: Path | None, cfg: AsrConfig) -> None:
     model installed for it (a typo such as ``--lang fe`` would otherwise run silently with
     acoustic cues only).  Raises ApplianceError (CONFIG_INVALID)."""
     from appliance.asr.models import list_models, resolve_models_dir
-    from appliance.words.locale import available_languages
+    from appliance.engine.words.locale import available_languages
 
     if not re.fullmatch(r"[a-z]{2,3}", lang):
         raise ApplianceError(CONFIG_INVALID, f"language {shown(lang)}: give a language code "

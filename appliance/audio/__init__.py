@@ -1,4 +1,2 @@
-"""Audio input: file decoding, resampling and the common frame format."""
-
-#: Every source delivers audio to the pipeline at this rate, mono int16 per party.
-PIPELINE_RATE_HZ = 16000
+"""Audio sources: WAV files and streams, the headset, a replayed recording; resampling to
+the stream's rate."""

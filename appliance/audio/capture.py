@@ -1,6 +1,6 @@
 """Live capture: PortAudio input(s) -> 16 kHz int16 :class:`PartyBlock` s in a BlockQueue.
 
-``CaptureSource(cfg.audio)`` is a :class:`~appliance.live.LiveSource`: ``await run(queue)``
+``CaptureSource(cfg.audio)`` is a :class:`~appliance.stream.live.LiveSource`: ``await run(queue)``
 captures until cancelled, putting blocks of ``block_s`` with ``queue.put_nowait`` (never
 waits; the queue counts its own drops).  ``flowing`` and ``stats()`` report its health.
 
@@ -39,7 +39,6 @@ from typing import Any
 
 import numpy as np
 
-from appliance.audio import PIPELINE_RATE_HZ
 from appliance.audio.devices import (
     InputDevice,
     devices_command,
@@ -47,11 +46,11 @@ from appliance.audio.devices import (
     resolve_device,
     sounddevice,
 )
-from appliance.audio.filesource import PartyBlock
 from appliance.audio.resample import StreamResampler, to_int16
 from appliance.config import AudioConfig
 from appliance.errors import AUDIO_DEVICE_LOST, CONFIG_INVALID, ApplianceError
-from appliance.pipeline import BlockQueue
+from appliance.stream.blocks import PIPELINE_RATE_HZ, PartyBlock
+from appliance.stream.pipeline import BlockQueue
 
 __all__ = ["CaptureSource", "devices_command"]
 

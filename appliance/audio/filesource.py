@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from appliance.audio import PIPELINE_RATE_HZ
 from appliance.audio.resample import StreamResampler, expected_length, to_int16
 from appliance.audio.wavfile import STDIN, WavReader, open_wav
 from appliance.errors import INPUT_BAD_CHANNEL, INPUT_MISMATCH, ApplianceError
+from appliance.stream.blocks import PIPELINE_RATE_HZ, PartyBlock
 
 logger = logging.getLogger(__name__)
 
@@ -28,15 +28,6 @@ logger = logging.getLogger(__name__)
 LENGTH_MISMATCH_WARN_S = 0.5
 
 _EMPTY = np.zeros(0, dtype=np.int16)
-
-
-@dataclass(frozen=True, slots=True)
-class PartyBlock:
-    """A block of both parties' audio at the pipeline rate."""
-
-    t_s: float  # audio time of the first sample of this block, seconds since call start
-    agent: np.ndarray  # int16, shape (n,), 16 kHz mono
-    customer: np.ndarray  # int16, shape (n,), same n
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import soxr
 
-from appliance.audio import PIPELINE_RATE_HZ
+from appliance.stream.blocks import PIPELINE_RATE_HZ
 
 #: soxr quality: 'HQ' (20-bit, passband to ~91% of Nyquist) is transparent for speech and
 #: cheaper than 'VHQ' on the edge box.

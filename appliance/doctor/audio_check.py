@@ -14,7 +14,6 @@ from typing import TextIO
 
 import numpy as np
 
-from appliance.audio import PIPELINE_RATE_HZ
 from appliance.audio.capture import CaptureSource
 from appliance.audio.devices import InputDevice, format_devices, list_input_devices, resolve_device
 from appliance.config import AudioConfig
@@ -29,7 +28,8 @@ from appliance.errors import (
     CONFIG_INVALID,
     ApplianceError,
 )
-from appliance.pipeline import BlockQueue
+from appliance.stream.blocks import PIPELINE_RATE_HZ
+from appliance.stream.pipeline import BlockQueue
 
 NAME = "audio devices"
 FLOW_TIMEOUT_S = 5.0

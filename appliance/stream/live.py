@@ -1,0 +1,352 @@
+"""``appliance run``: live audio → engine → the agent's dashboard, call after call.
+
+The source (headset capture, or a recording replayed at real-time pace) puts
+:class:`~appliance.stream.blocks.PartyBlock` objects into the bounded
+:class:`~appliance.stream.pipeline.BlockQueue` without ever blocking; the analysis task drives the
+call's :class:`~appliance.engine.call_engine.CallEngine`; cues and a state snapshot every
+``[dashboard] snapshot_s`` go to the dashboard.  The hold key becomes a hold mark; the end
+key closes the call (its summary goes to the page and to the archive) and starts the next
+one.  On shutdown the call in progress is finished the same way, so nothing is lost.
+
+A reloaded configuration (SIGHUP) applies from the next call; the call in progress keeps
+the thresholds it started with.  The analysis loop ticks the service watchdog on every
+block (and while waiting for audio), so a stuck pipeline stops the pings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from appliance.config import Config
+from appliance.engine.call_engine import CallEngine
+from appliance.engine.marks import Mark
+from appliance.engine.vad import SileroModel
+from appliance.events import Cue, Summary, TranscriptEvent
+from appliance.stream.pipeline import BlockQueue
+from appliance.stream.record import CallRecord
+
+log = logging.getLogger(__name__)
+
+MIN_CALL_S = 1.0
+"""A call shorter than this (audio time) is not summarised: at shutdown, or when the End key
+is pressed again before the next call had audio."""
+STALLED_AFTER_S = 10.0
+"""The analysis loop turns at least once a second (a block, or the idle tick); when it has
+not turned for this long, health says ``analysis.stalled``."""
+
+
+class Ticker(Protocol):
+    """The service notifier as the runner sees it (``appliance.service.notify``)."""
+
+    def tick(self) -> None: ...
+
+
+class Archive(Protocol):
+    """Where finished calls go (``appliance.sinks.archive.CallArchive``)."""
+
+    @property
+    def keeps_transcripts(self) -> bool: ...
+
+    def record(self, rec: CallRecord) -> None: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+
+class LiveSource(Protocol):
+    """What the runner needs of a live source."""
+
+    @property
+    def flowing(self) -> bool: ...
+
+    async def run(self, queue: BlockQueue) -> None:
+        """Put blocks with ``queue.put_nowait`` until cancelled."""
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+@dataclass(slots=True)
+class _Call:
+    """What belongs to one call while it is analysed (and while it is being closed)."""
+
+    engine: CallEngine
+    asr: Any
+    started_at: datetime
+    utterances: list[dict[str, Any]]
+
+
+class LiveRunner:
+    def __init__(
+        self,
+        cfg: Config,
+        source: LiveSource,
+        vad: SileroModel,
+        *,
+        lang: str | None = None,
+        make_asr: Callable[[], Any] | None = None,
+        publish: Callable[[dict[str, Any]], None] | None = None,
+        marks: Iterable[Mark] = (),
+        archive: Archive | None = None,
+        ticker: Ticker | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.source = source
+        self.vad = vad
+        self.lang = lang or cfg.language
+        self.make_asr = make_asr
+        self.publish = publish or (lambda ev: None)
+        self.queue = BlockQueue(max(4, round(cfg.audio.queue_s / cfg.audio.block_s)))
+        self.archive = archive
+        self.ticker = ticker
+        self.cue_counts: Counter[str] = Counter()
+        self.calls = 0
+        self.idle_tick_s = 1.0
+        """While no audio arrives the analysis loop still ticks the watchdog this often."""
+        self.clock: Callable[[], float] = time.monotonic
+        """Seconds, monotonic (injected by tests): when the analysis loop last turned."""
+        self._loop_at: float | None = None
+        self._pending_end: datetime | None = None
+        """When the End key was pressed (the call is closed at the next block)."""
+        self._closing: set[asyncio.Task[Summary]] = set()
+        self._next_cfg: Config | None = None
+        self._new_call()
+        for m in marks:  # hold marks known in advance (a replayed recording's marks file)
+            self.engine.add_mark(m)
+
+    def _new_call(self) -> None:
+        if self._next_cfg is not None:
+            self.cfg, self._next_cfg = self._next_cfg, None
+            log.info("reloaded configuration in effect from this call")
+        self.calls += 1
+        engine = CallEngine(self.cfg, self.vad, call_id=f"call-{self.calls}", lang=self.lang)
+        asr = self.make_asr() if self.make_asr else None
+        if asr is not None:
+            engine.attach_asr(asr.tap)
+        self.current = _Call(engine, asr, datetime.now(UTC), [])
+
+    @property
+    def engine(self) -> CallEngine:
+        """The engine of the call in progress."""
+        return self.current.engine
+
+    @property
+    def asr(self) -> Any:
+        """The recognizer session of the call in progress (None without a model)."""
+        return self.current.asr
+
+    def reload(self, cfg: Config) -> None:
+        """Use ``cfg`` from the next call on; the call in progress is not disturbed."""
+        self._next_cfg = cfg
+
+    # -- controls from the dashboard ----------------------------------------------------
+    def hold_key(self, event: str) -> None:
+        """The dashboard's hold key: a hold mark at the current audio time."""
+        if event in ("hold_start", "hold_end"):
+            self.engine.add_mark(Mark(self.engine.t_s, event))
+
+    def end_call(self) -> None:
+        """The dashboard's end key: summarise this call at the next block, start anew."""
+        self._pending_end = datetime.now(UTC)
+
+    # -- the analysis loop ------------------------------------------------------------------
+    def _emit(self, ev: Cue | Summary) -> None:
+        self.cue_counts[ev.kind] += 1
+        self.publish(ev.to_json())
+
+    def _apply_results(self, results: list[Any], call: _Call | None = None) -> None:
+        call = call or self.current
+        keep = self.archive is not None and self.archive.keeps_transcripts
+        for words, transcript in results:
+            for cue in call.engine.add_words(words):
+                self._emit(cue)
+            if keep and transcript is not None:  # masked in to_json; memory until the end
+                call.utterances.append(TranscriptEvent(
+                    call.engine.t_s, transcript.party, transcript.text, transcript.start_s,
+                    transcript.end_s).to_json())
+
+    async def _close(self, call: _Call, ended_at: datetime) -> Summary:
+        """The recognizer's last words, the closing cues, the summary (to the page and the
+        archive).  Runs beside the next call: waiting for the recognizer never stalls the
+        analysis of new audio."""
+        if call.asr is not None:
+            self._apply_results(await asyncio.to_thread(call.asr.finish, 5.0), call)
+            call.engine.summary_extra["asr"] = call.asr.stats()
+        cues, summary = call.engine.finish()
+        for cue in cues:
+            self._emit(cue)
+        summary.data["language"] = self.lang
+        self._emit(summary)
+        if self.archive is not None:
+            self.archive.record(CallRecord(
+                call.engine.call_id, self.lang, call.started_at, ended_at,
+                summary.to_json(), call.utterances))
+        log.info("call ended", extra={"fields": {
+            "call": call.engine.call_id, "audio_s": round(call.engine.t_s, 1),
+            "cues": sum(dict(summary.data.get("cues") or {}).values())}})
+        return summary
+
+    async def finish_call(self, *, next_call: bool = True) -> Summary:
+        """Close the call in progress (see :meth:`_close`); unless shutting down, the next
+        call starts at once."""
+        call, ended_at = self.current, datetime.now(UTC)
+        if next_call:
+            self._new_call()
+        return await self._close(call, ended_at)
+
+    async def analyse(self) -> None:
+        while True:
+            self._loop_at = self.clock()
+            try:  # (not wait_for: on 3.11 it can swallow a cancel when a block is ready)
+                async with asyncio.timeout(self.idle_tick_s):
+                    block = await self.queue.get()
+            except TimeoutError:  # no audio (yet): the loop itself is alive
+                if self.ticker is not None:
+                    self.ticker.tick()
+                continue
+            self._loop_at = self.clock()
+            if self.ticker is not None:
+                self.ticker.tick()
+            if block is None:
+                break
+            if self._pending_end is not None and self.engine.t_s < MIN_CALL_S:
+                self._pending_end = None  # pressed again before the next call had audio
+                log.info("End key on a call with no audio yet: ignored",
+                         extra={"fields": {"call": self.engine.call_id}})
+            if self._pending_end is not None:
+                pressed, self._pending_end = self._pending_end, None
+                closing = asyncio.create_task(self._close(self.current, pressed))
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+                self._new_call()
+            for cue in self.engine.push(block.agent, block.customer):
+                self._emit(cue)
+            if self.asr is not None:
+                self._apply_results(self.asr.poll())
+            await asyncio.sleep(0)  # a queue that never empties must not starve the rest
+
+    async def snapshots(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.dashboard.snapshot_s)
+            self.publish(self.engine.snapshot(audio_flowing=self.source.flowing))
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(self.source.run(self.queue), name="source"),
+                 asyncio.create_task(self.analyse(), name="analysis"),
+                 asyncio.create_task(self.snapshots(), name="snapshots")]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        """Stopping: the call in progress is summarised and archived, not lost."""
+        if self._closing:  # calls ended by the key whose summary is still being made
+            for outcome in await asyncio.gather(*self._closing, return_exceptions=True):
+                if isinstance(outcome, BaseException):
+                    log.error("a call ended by the End key could not be summarised: %s",
+                              type(outcome).__name__)
+        if self.engine.t_s >= MIN_CALL_S:
+            try:
+                await self.finish_call(next_call=False)
+            except Exception:
+                log.exception("could not summarise the call in progress at shutdown")
+        elif self.asr is not None:
+            await asyncio.to_thread(self.asr.finish, 5.0)
+
+    # -- health and metrics -----------------------------------------------------------------
+    def analysis_age_s(self) -> float | None:
+        """Seconds since the analysis loop last turned (None before it started)."""
+        return None if self._loop_at is None else max(0.0, self.clock() - self._loop_at)
+
+    def health(self) -> dict[str, Any]:
+        """What /healthz shows.  ``healthy`` is False when something inside the box has
+        stopped (the analysis loop, the storage of summaries): monitoring must see it even
+        while the page still loads.  ``problems`` also names what is outside (no audio)."""
+        src = self.source.stats()
+        asr = self.asr.stats() if self.asr is not None else None
+        age = self.analysis_age_s()
+        stalled = age is not None and age > STALLED_AFTER_S
+        storage = self.archive.health() if self.archive is not None else None
+        inside = (["analysis.stalled"] if stalled else []) + (
+            [f"storage.{storage['state']}"] if storage and not storage["ok"] else [])
+        problems = inside + ([] if self.source.flowing else ["audio.not_flowing"])
+        return {
+            "healthy": not inside,
+            "problems": problems,
+            "audio_flowing": self.source.flowing,
+            "model_loaded": self.asr is not None,
+            "call": self.engine.call_id,
+            "call_audio_s": round(self.engine.t_s, 1),
+            "queue_depth": self.queue.qsize(),
+            "queue_capacity": self.queue.maxsize,
+            "queue_drops": self.queue.dropped,
+            "input_overflows": src.get("input_overflows", 0),
+            "reconnects": src.get("reconnects", 0),
+            "asr_dropped_blocks": 0 if asr is None else asr["dropped_blocks"],
+            "analysis_stalled": stalled,
+            "analysis_age_s": None if age is None else round(age, 1),
+            "storage": storage,
+        }
+
+    def metrics(self) -> str:
+        h = self.health()
+        src = self.source.stats()
+        lines = [
+            "# HELP appliance_healthy 0 when something inside the box has stopped.",
+            "# TYPE appliance_healthy gauge",
+            f"appliance_healthy {int(h['healthy'])}",
+            "# HELP appliance_audio_flowing 1 while audio arrives.",
+            "# TYPE appliance_audio_flowing gauge",
+            f"appliance_audio_flowing {int(h['audio_flowing'])}",
+            "# HELP appliance_analysis_stalled 1 when the analysis loop has not turned "
+            f"for {STALLED_AFTER_S:g} s.",
+            "# TYPE appliance_analysis_stalled gauge",
+            f"appliance_analysis_stalled {int(h['analysis_stalled'])}",
+            "# TYPE appliance_audio_blocks_total counter",
+            f"appliance_audio_blocks_total {src.get('blocks', 0)}",
+            "# TYPE appliance_queue_depth gauge",
+            f"appliance_queue_depth {h['queue_depth']}",
+            "# TYPE appliance_queue_drops_total counter",
+            f"appliance_queue_drops_total {h['queue_drops']}",
+            "# TYPE appliance_input_overflows_total counter",
+            f"appliance_input_overflows_total {h['input_overflows']}",
+            "# TYPE appliance_device_reconnects_total counter",
+            f"appliance_device_reconnects_total {h['reconnects']}",
+            "# TYPE appliance_asr_dropped_blocks_total counter",
+            f"appliance_asr_dropped_blocks_total {h['asr_dropped_blocks']}",
+            "# TYPE appliance_model_loaded gauge",
+            f"appliance_model_loaded {int(h['model_loaded'])}",
+            "# TYPE appliance_calls_total counter",
+            f"appliance_calls_total {self.calls}",
+        ]
+        st = h["storage"]
+        if st is not None:
+            lines += [
+                "# HELP appliance_storage_ok 0 when call summaries cannot be stored "
+                "(see /healthz storage.last_error).",
+                "# TYPE appliance_storage_ok gauge",
+                f"appliance_storage_ok {int(st['ok'])}",
+                "# TYPE appliance_storage_pending gauge",
+                f"appliance_storage_pending {st['pending']}",
+                "# TYPE appliance_storage_written_total counter",
+                f"appliance_storage_written_total {st['written']}",
+                "# TYPE appliance_storage_failed_total counter",
+                f"appliance_storage_failed_total {st['failed']}",
+                "# TYPE appliance_storage_dropped_total counter",
+                f"appliance_storage_dropped_total {st['dropped']}",
+                "# TYPE appliance_storage_writer_restarts_total counter",
+                f"appliance_storage_writer_restarts_total {st['restarts']}",
+            ]
+        lines.append("# TYPE appliance_cues_total counter")
+        lines += [f'appliance_cues_total{{kind="{k}"}} {v}'
+                  for k, v in sorted(self.cue_counts.items())]
+        return "\n".join(lines) + "\n"

@@ -1,7 +1,0 @@
-"""Word-level helpers for the recognizer-based cues: per-language word lists and tolerant
-phrase matching.  Pure functions and small buffers; no audio, no model, no logging of words."""
-
-from appliance.words.locale import Locale, load_locale
-from appliance.words.matching import PhraseSet, WordBuffer, compact, tokens
-
-__all__ = ["Locale", "PhraseSet", "WordBuffer", "compact", "load_locale", "tokens"]
