@@ -24,7 +24,6 @@ sets the token without putting it in the environment or the config file.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,7 @@ def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     Values are only converted here; range checks happen in the normal validation, whose
     message then names the variable (``APPLIANCE_DASHBOARD_PORT (= [dashboard] port)``).
     """
-    out = copy.deepcopy(raw)
+    out = dict(raw)  # the caller's tables are copied where they change (_table), never deep:
     for var, (section, key, kind) in ENV_OVERRIDES.items():
         if var not in env:
             continue
@@ -83,12 +82,15 @@ def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _table(raw: dict[str, Any], section: str) -> dict[str, Any]:
+    """``raw[section]`` as a fresh dict that ``raw`` now holds (a shallow copy: a value
+    nested hundreds deep must not be walked)."""
     if not section:
         return raw
-    table = raw.setdefault(section, {})
+    table = raw.get(section, {})
     if not isinstance(table, dict):
         raise ApplianceError(CONFIG_INVALID, f"[{section}] must be a table")
-    return table
+    raw[section] = dict(table)
+    return raw[section]
 
 
 def overridden_by(env: Mapping[str, str]) -> list[str]:

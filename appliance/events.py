@@ -1,7 +1,10 @@
-"""Events that leave the engine: cues, errors and the call summary.
+"""Events that leave a call: its start and end, cues, transcripts (opt-in), errors and the
+call summary.
 
-Events are frozen, slotted dataclasses with a stable ``kind``.  Field names carry units.
-Audio never travels in an event.
+Events are frozen, slotted dataclasses with a stable ``kind``; every one names its call
+(``call_id``).  Field names carry units.  Audio never travels in an event.  :data:`Event` is
+the closed set; each serialises with ``to_json()`` to one line of the JSONL contract:
+``{"t", "kind", "party", "severity", "message", "data", "call_id"}``.
 """
 
 from __future__ import annotations
@@ -12,6 +15,17 @@ from typing import Any, Literal
 Party = Literal["agent", "customer"]
 Severity = Literal["info", "warn", "alert"]
 PARTIES: tuple[Party, Party] = ("agent", "customer")
+EndReason = Literal["end_key", "api", "source_closed", "idle", "service_stop", "error"]
+"""Why a call ended: the dashboard's End key, the control API, the source closed (end of a
+file, a PBX stream that hung up), the line went idle, the service stopped, or a failure."""
+END_REASONS: tuple[EndReason, ...] = ("end_key", "api", "source_closed", "idle",
+                                      "service_stop", "error")
+
+
+def _line(t_s: float | None, kind: str, party: Party | None, severity: Severity, message: str,
+          data: dict[str, Any], call_id: str) -> dict[str, Any]:
+    return {"t": None if t_s is None else round(t_s, 3), "kind": kind, "party": party,
+            "severity": severity, "message": message, "data": data, "call_id": call_id}
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,16 +44,12 @@ class Cue:
     severity: Severity
     message: str
     data: dict[str, Any] = field(default_factory=dict)
+    call_id: str = ""
+    """Set by the engine that emits the cue (rules build cues without it)."""
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "t": round(self.t_s, 3),
-            "kind": self.kind,
-            "party": self.party,
-            "severity": self.severity,
-            "message": self.message,
-            "data": self.data,
-        }
+        return _line(self.t_s, self.kind, self.party, self.severity, self.message, self.data,
+                     self.call_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,17 +59,12 @@ class ErrorEvent:
     t_s: float | None
     code: str
     message: str
+    call_id: str = ""
     kind: str = "error"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "t": None if self.t_s is None else round(self.t_s, 3),
-            "kind": self.kind,
-            "party": None,
-            "severity": "alert",
-            "message": self.message,
-            "data": {"code": self.code},
-        }
+        return _line(self.t_s, self.kind, None, "alert", self.message, {"code": self.code},
+                     self.call_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,17 +73,45 @@ class Summary:
 
     t_s: float
     data: dict[str, Any]
+    call_id: str = ""
     kind: str = "summary"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "t": round(self.t_s, 3),
-            "kind": self.kind,
-            "party": None,
-            "severity": "info",
-            "message": "call summary",
-            "data": self.data,
-        }
+        return _line(self.t_s, self.kind, None, "info", "call summary", self.data, self.call_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CallStarted:
+    """A call begins (audio time 0 of the call)."""
+
+    call_id: str
+    language: str
+    agent_id: str | None = None
+    source: str = ""
+    """Where the audio comes from: ``file``, ``headset``, ``replay``, a PBX stream..."""
+    started_at: str = ""
+    """Wall-clock start, UTC ISO 8601 (empty for a file)."""
+    t_s: float = 0.0
+    kind: str = "call_started"
+
+    def to_json(self) -> dict[str, Any]:
+        return _line(self.t_s, self.kind, None, "info", "call started",
+                     {"language": self.language, "agent_id": self.agent_id,
+                      "source": self.source, "started_at": self.started_at}, self.call_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """A call ends (``t_s``: its length in seconds of audio), with the reason."""
+
+    call_id: str
+    t_s: float
+    reason: EndReason
+    kind: str = "call_ended"
+
+    def to_json(self) -> dict[str, Any]:
+        return _line(self.t_s, self.kind, None, "info", "call ended",
+                     {"reason": self.reason, "duration_s": round(self.t_s, 2)}, self.call_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,17 +141,16 @@ class TranscriptEvent:
     text: str
     start_s: float
     end_s: float
+    call_id: str = ""
     kind: str = "transcript"
 
     def to_json(self) -> dict[str, Any]:
         from appliance.privacy import mask_digit_runs
 
-        return {
-            "t": round(self.t_s, 3),
-            "kind": self.kind,
-            "party": self.party,
-            "severity": "info",
-            "message": "transcript",
-            "data": {"text": mask_digit_runs(self.text), "start": round(self.start_s, 3),
-                     "end": round(self.end_s, 3)},
-        }
+        return _line(self.t_s, self.kind, self.party, "info", "transcript",
+                     {"text": mask_digit_runs(self.text), "start": round(self.start_s, 3),
+                      "end": round(self.end_s, 3)}, self.call_id)
+
+
+Event = CallStarted | Cue | TranscriptEvent | ErrorEvent | CallEnded | Summary
+"""Every event a call emits, and nothing else (word events stay at the recognizer seam)."""

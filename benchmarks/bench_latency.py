@@ -50,7 +50,7 @@ def defining_moments(truth: dict[str, Any]) -> list[tuple[str, float]]:
 async def replay(truth: dict[str, Any], server: DashboardServer, model: SileroModel) -> float:
     base = Path(truth["dir"])
     marks = load_marks(base / truth["marks"]) if truth.get("marks") else []
-    source = ReplaySource(base / truth["files"]["stereo"], speed=1.0, loop_silence=False)
+    source = ReplaySource(base / truth["files"]["stereo"], speed=1.0, at_end="stop")
     runner = LiveRunner(Config(), source, model, publish=server.publish, marks=marks)
     task = asyncio.create_task(runner.run())
     await asyncio.sleep(truth["duration_s"] + 1.0)

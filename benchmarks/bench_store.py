@@ -25,17 +25,17 @@ from appliance.audio.marks_file import load_marks
 from appliance.cli.app import _demo_paths
 from appliance.cli.summaries import write_csv
 from appliance.config import Config
-from appliance.engine.call_engine import CallEngine
 from appliance.engine.vad import SileroModel
 from appliance.sinks.store.summaries import SummaryStore
 from appliance.stream.pipeline import analyse_blocks
+from appliance.stream.session import CallSession
 
 
 def demo_summary() -> dict:
     call, marks = _demo_paths()
-    engine = CallEngine(Config(), SileroModel(), load_marks(marks))
-    summary, _ = asyncio.run(analyse_blocks(FileSource(call).blocks(), engine, lambda e: None))
-    summary.data["language"] = "en"
+    session = CallSession(Config(), SileroModel(), lambda e: None, call_id="demo_call",
+                          lang="en", marks=load_marks(marks), source="file")
+    summary, _ = asyncio.run(analyse_blocks(FileSource(call).blocks(), session))
     return summary.to_json()
 
 

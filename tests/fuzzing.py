@@ -436,7 +436,10 @@ TARGETS: tuple[Target, ...] = (
                   ('language = "../../etc/passwd"\n', {}, False),
                   ("\ufefflanguage = \"de\"\n", {}, False),
                   ("# Grüße\n", {}, True),
-                  ("", {"APPLIANCE_DASHBOARD_PORT": "nan"}, False))),
+                  ("", {"APPLIANCE_DASHBOARD_PORT": "nan"}, False),
+                  # found by benchmarks.fuzz: overrides deep-copied a 900-deep array
+                  ("[vad]\non_threshold = " + "[" * 900 + "]" * 900 + "\n",
+                   {"APPLIANCE_AUDIO_DEVICE": ""}, False))),
     Target("http", st.tuples(HTTP_BYTES, st.sampled_from(["", "t0ken"])), http_target, 400,
            known=((b"POST /hold HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n", ""),
                   (b"POST /hold HTTP/1.1\r\nContent-Type: application/json\r\n"

@@ -16,10 +16,10 @@ from typing import Any
 from appliance.audio.filesource import FileSource
 from appliance.audio.marks_file import load_marks
 from appliance.config import Config
-from appliance.engine.call_engine import CallEngine
 from appliance.engine.vad import SileroModel
-from appliance.events import Cue, Summary
+from appliance.events import Cue, Event, Summary
 from appliance.stream.pipeline import analyse_blocks
+from appliance.stream.session import CallSession
 
 _MODEL: SileroModel | None = None
 
@@ -39,13 +39,16 @@ def analyse_call(truth: dict[str, Any], cfg: Config | None = None) -> dict[str, 
     else:
         source = FileSource(agent_path=files["agent"], customer_path=files["customer"])
     marks = load_marks(base / truth["marks"]) if truth.get("marks") else []
-    engine = CallEngine(cfg or Config(), _MODEL, marks, call_id=truth["name"])
     out: list[dict[str, Any]] = []
 
-    def emit(ev: Cue | Summary) -> None:
-        out.append(ev.to_json())
+    def emit(ev: Event) -> None:
+        if isinstance(ev, Cue | Summary):
+            out.append(ev.to_json())
 
-    summary, err = asyncio.run(analyse_blocks(source.blocks(), engine, emit))
+    cfg = cfg or Config()
+    session = CallSession(cfg, _MODEL, emit, call_id=truth["name"], lang=cfg.language,
+                          marks=marks, source="file")
+    summary, err = asyncio.run(analyse_blocks(source.blocks(), session))
     assert err is None, err
     return {"name": truth["name"], "cues": out, "summary": summary.data}
 

@@ -19,10 +19,10 @@ from appliance.asr.gate import SpeechGate, TimeMap
 from appliance.asr.session import AsrSession
 from appliance.asr.worker import RecognizerWorker, vosk_recognizer_factory
 from appliance.config import Config
-from appliance.engine.call_engine import CallEngine
 from appliance.engine.vad import SileroModel
 from appliance.privacy import mask_digit_runs
 from appliance.stream.pipeline import analyse_blocks
+from appliance.stream.session import CallSession
 
 F = 0.032
 
@@ -167,10 +167,10 @@ def ko_call(tmp_path_factory):
 
 def _run(ko_model, agent, customer, cfg=None):
     cfg = cfg or Config()
-    engine = CallEngine(cfg, SileroModel())
     asr = AsrSession(vosk_recognizer_factory(ko_model), cfg.asr, block_when_full=True)
-    engine.attach_asr(asr.tap)
-    events = []
+    events: list = []
+    session = CallSession(cfg, SileroModel(), events.append, call_id="ko", lang="ko", asr=asr,
+                          transcripts=True)
 
     class B:
         def __init__(self, i):
@@ -179,8 +179,7 @@ def _run(ko_model, agent, customer, cfg=None):
             self.customer = customer[i:i + 1600]
 
     blocks = [B(i) for i in range(0, len(agent), 1600)]
-    summary, err = asyncio.run(analyse_blocks(blocks, engine, events.append, asr=asr,
-                                              transcripts=True))
+    summary, err = asyncio.run(analyse_blocks(blocks, session))
     assert err is None
     return events, summary.data
 

@@ -53,9 +53,13 @@ def demo_jsonl(tmp_path_factory):
 
 def test_jsonl_contract_on_the_demo(demo_jsonl):
     events, _ = demo_jsonl
-    assert events[-1]["kind"] == "summary"
+    # the call's start first, its end and then its summary last; every line names the call
+    assert events[0]["kind"] == "call_started" and events[0]["data"]["language"] == "en"
+    assert [e["kind"] for e in events[-2:]] == ["call_ended", "summary"]
+    assert events[-2]["data"] == {"reason": "source_closed", "duration_s": 107.04}
     for ev in events:
-        assert set(ev) == {"t", "kind", "party", "severity", "message", "data"}
+        assert set(ev) == {"t", "kind", "party", "severity", "message", "data", "call_id"}
+        assert ev["call_id"] == "demo_call"
         assert ev["party"] in ("agent", "customer", None)
         assert ev["severity"] in ("info", "warn", "alert")
         assert isinstance(ev["message"], str) and len(ev["message"]) <= 60
@@ -193,7 +197,8 @@ def test_a_call_piped_in_streams_like_the_file(demo_jsonl, tmp_path):
         sox.stdout.close()
         sox.wait(30)
         assert got.returncode == 0, got.stderr
-        assert got.stdout == expected, target
+        assert _without_call_id(got.stdout) == _without_call_id(expected), target
+        assert json.loads(got.stdout.splitlines()[0])["call_id"] == "stdin"
         assert "empty" not in got.stderr
 
 
@@ -224,3 +229,8 @@ def test_an_unknown_language_is_refused_naming_what_is_known(capsys, tmp_path):
     assert "appliance models install MODEL.zip --lang xx" in err
     code, _, err = run(capsys, "analyze", "--demo", "--lang", "z" * 100_000)
     assert code == 2 and len(err) < 400
+
+
+def _without_call_id(jsonl: str) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k != "call_id"}
+            for line in jsonl.splitlines()]

@@ -213,3 +213,18 @@ def test_a_huge_value_is_cut_in_the_message(tmp_path: Path) -> None:
 def test_every_error_message_is_bounded() -> None:
     msg = ApplianceError("x.y", "a" * 50_000 + " the fix is here").message
     assert len(msg) < 1100 and msg.endswith("the fix is here")
+
+
+def test_overrides_never_walk_the_values_of_the_file() -> None:
+    """``apply_env`` once deep-copied the parsed file: a value nested thousands deep (found
+    by ``benchmarks.fuzz``) was a RecursionError instead of a config error."""
+    from appliance.config_env import apply_env
+
+    deep: list = []
+    for _ in range(5000):
+        deep = [deep]
+    raw = {"vad": {"on_threshold": deep}, "audio": {"device": "x"}}
+    out = apply_env(raw, {"APPLIANCE_AUDIO_DEVICE": "USB", "APPLIANCE_DASHBOARD_PORT": "9000"})
+    assert out["audio"]["device"] == "USB" and raw["audio"]["device"] == "x"  # a copy
+    assert out["dashboard"] == {"port": 9000} and "dashboard" not in raw
+    assert out["vad"]["on_threshold"] is deep

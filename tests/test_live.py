@@ -69,7 +69,7 @@ def test_a_slow_consumer_drops_and_counts_instead_of_blocking_the_source():
 
 @pytest.mark.parametrize("speed", [1000.0])
 def test_audio_stops_flowing_shows_in_health(speed):
-    source = ReplaySource(DEMO, speed=speed, loop_silence=False)
+    source = ReplaySource(DEMO, speed=speed, at_end="stop")
     runner = LiveRunner(Config(), source, SileroModel())
 
     async def go() -> None:

@@ -361,6 +361,10 @@ def test_pressing_end_again_before_the_next_call_has_audio_stores_no_empty_call(
     async def blocks(n: int) -> None:
         for _ in range(n):
             await runner.queue.put(PartyBlock(0.0, zeros, zeros))
+        for _ in range(1000):  # analysed before the next key press
+            if not runner.queue.qsize():
+                break
+            await asyncio.sleep(0.01)
 
     async def go() -> None:
         task = asyncio.create_task(runner.analyse())

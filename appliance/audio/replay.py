@@ -6,26 +6,35 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from appliance.audio.filesource import FileSource
-from appliance.stream.blocks import PartyBlock
+from appliance.stream.blocks import PIPELINE_RATE_HZ, EndOfCall, PartyBlock
 from appliance.stream.pipeline import BlockQueue
+
+AtEnd = Literal["stop", "loop", "silence"]
 
 
 class ReplaySource:
-    """A recording played at ``speed`` × real time, as if it were live (demo, tests,
-    latency benchmark).  After the end it keeps the clock running with silence."""
+    """A recording played at ``speed`` × real time, as if it were live.
+
+    At the end of the file (``at_end``): ``stop`` ends the stream, so the call ends with
+    the source and the runner stops (``appliance run --replay``); ``loop`` ends the call and
+    plays the recording again as the next call (``--loop``); ``silence`` keeps the line open
+    with silence (tests that stop the runner themselves).
+    """
 
     def __init__(self, path: Path, *, speed: float = 1.0, block_s: float = 0.032,
-                 loop_silence: bool = True) -> None:
+                 at_end: AtEnd = "silence") -> None:
+        self.path = path
         self._source = FileSource(path, block_s=block_s)
         self.speed = speed
         self.block_s = block_s
-        self.loop_silence = loop_silence
+        self.at_end = at_end
         self.blocks = 0
+        self.passes = 0
         self.started_at: float | None = None
         self.started_wall_s: float | None = None
         """Wall-clock time (time.time()) at which audio time 0 was delivered."""
@@ -42,18 +51,27 @@ class ReplaySource:
         self.started_at = time.monotonic()
         self.started_wall_s = time.time()
         n = 0
-        t = 0.0
-        for block in self._source.blocks():
-            await self._pace(n)
-            queue.put_nowait(block)
-            n += 1
-            t = block.t_s + len(block.agent) / 16000
-        zeros = np.zeros(round(self.block_s * 16000), np.int16)
-        while self.loop_silence:
-            await self._pace(n)
-            queue.put_nowait(PartyBlock(t, zeros, zeros))
-            n += 1
-            t += self.block_s
+        while True:
+            t = 0.0
+            for block in self._source.blocks():
+                await self._pace(n)
+                queue.put_nowait(block)
+                n += 1
+                t = block.t_s + len(block.agent) / PIPELINE_RATE_HZ
+            self.passes += 1
+            if self.at_end == "stop":
+                await queue.put(None)
+                return
+            if self.at_end == "loop":
+                await queue.put(EndOfCall("source_closed"))
+                self._source = FileSource(self.path, block_s=self.block_s)
+                continue
+            zeros = np.zeros(round(self.block_s * PIPELINE_RATE_HZ), np.int16)
+            while True:
+                await self._pace(n)
+                queue.put_nowait(PartyBlock(t, zeros, zeros))
+                n += 1
+                t += self.block_s
 
     async def _pace(self, n: int) -> None:
         assert self.started_at is not None

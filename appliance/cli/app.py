@@ -26,13 +26,13 @@ from appliance.cli.run import add_run_parsers, main_hook
 from appliance.cli.service import add_service_parsers, run_service
 from appliance.cli.summaries import add_summaries_parser, run_summaries
 from appliance.config import Config, defaults_toml, load_config
-from appliance.engine.call_engine import CallEngine
 from appliance.engine.marks import Mark
 from appliance.errors import CONFIG_INVALID, ApplianceError, shown
 from appliance.service.logs import setup_logging
 from appliance.sinks.output import JsonlWriter, TextWriter
 from appliance.stream.blocks import PartyBlock
-from appliance.stream.pipeline import Event, analyse_blocks
+from appliance.stream.pipeline import analyse_blocks
+from appliance.stream.session import CallSession
 
 if TYPE_CHECKING:
     from appliance.asr.session import AsrSession
@@ -149,25 +149,24 @@ def _analyze(args: argparse.Namespace) -> int:
         raise ApplianceError("usage", "give a call recording (CALL.wav), --agent/--customer, "
                              "or --demo")
     marks: list[Mark] = load_marks(marks_path) if marks_path else []
-    engine = CallEngine(cfg, SileroModel(), marks, lang=lang)
     asr = None if args.no_asr or not cfg.asr.enabled else _asr_session(args, cfg, lang)
-    if asr is not None:
-        engine.attach_asr(asr.tap)
     writer = JsonlWriter(sys.stdout) if args.format == "jsonl" else TextWriter(sys.stdout)
-
-    def emit(ev: Event) -> None:
-        writer.event(ev)
-
+    session = CallSession(cfg, SileroModel(), writer.event, call_id=_call_id(args), lang=lang,
+                          marks=marks, asr=asr,
+                          transcripts=args.transcript or cfg.words.transcript, source="file")
     progress = _Progress(source.duration_s, sys.stderr)
-    transcripts = args.transcript or cfg.words.transcript
-    summary, error = asyncio.run(analyse_blocks(progress.wrap(source.blocks()), engine, emit,
-                                                asr=asr, transcripts=transcripts))
+    _, error = asyncio.run(analyse_blocks(progress.wrap(source.blocks()), session))
     progress.done()
-    summary.data["language"] = lang
-    emit(summary)
     if error is not None:
         raise error
     return 0
+
+
+def _call_id(args: argparse.Namespace) -> str:
+    """A file's call is named after the file (``-``: stdin)."""
+    path = "demo_call" if args.demo else (args.call or args.agent)
+    name = Path(str(path)).stem
+    return "stdin" if str(path) == "-" else (name or "call")
 
 
 def _asr_session(args: argparse.Namespace, cfg: Config, lang: str) -> AsrSession | None:

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance import __version__
+from appliance.audio.marks_file import load_marks
 from appliance.audio.replay import ReplaySource
 from appliance.config import Config, load_config
 from appliance.config_env import default_config_path, overrides_in_effect
@@ -58,6 +60,10 @@ def add_run_parsers(sub: Any) -> None:
     r.add_argument("--replay", type=Path, metavar="CALL.wav",
                    help="replay a recording at real-time pace instead of capturing")
     r.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = real time)")
+    r.add_argument("--marks", type=Path, metavar="M.jsonl",
+                   help="hold marks of the replayed recording (as for analyze)")
+    r.add_argument("--loop", action="store_true", help="replay the recording again and again, "
+                   "each pass a new call (default: stop when it ends)")
     sub.add_parser("devices", help="list audio inputs (index, channels, default rate, name)")
 
 
@@ -76,7 +82,13 @@ def _make_asr_factory(args: argparse.Namespace, cfg: Config, lang: str) -> Any:
 
 def _make_source(args: argparse.Namespace, cfg: Config) -> LiveSource:
     if args.replay is not None:
-        return ReplaySource(args.replay, speed=args.speed, block_s=cfg.audio.block_s)
+        if not (math.isfinite(args.speed) and 0 < args.speed <= 1000):
+            raise ApplianceError("usage", f"--speed {args.speed:g}: give a factor above 0 and "
+                                 "at most 1000")
+        return ReplaySource(args.replay, speed=args.speed, block_s=cfg.audio.block_s,
+                            at_end="loop" if args.loop else "stop")
+    if args.marks is not None or args.loop:
+        raise ApplianceError("usage", "--marks and --loop go with --replay")
     from appliance.audio.capture import CaptureSource
 
     return CaptureSource(cfg.audio)
@@ -253,9 +265,11 @@ def run_live(args: argparse.Namespace) -> int:
     notifier.status(f"Loading the speech model ({lang})")
     source = _make_source(args, cfg)
     archive = CallArchive(cfg.storage, env)
+    marks = load_marks(args.marks) if args.marks is not None else []
     runner = LiveRunner(cfg, source, SileroModel(), lang=lang,
                         make_asr=_make_asr_factory(args, cfg, lang), archive=archive,
-                        ticker=notifier)
+                        ticker=notifier, marks=marks,
+                        source_name="replay" if args.replay is not None else "headset")
     archive.start()
     service = Service(args, cfg, config_path, runner, notifier, archive)
     service.started_s = started_s

@@ -28,7 +28,7 @@ from appliance.errors import (
     CONFIG_INVALID,
     ApplianceError,
 )
-from appliance.stream.blocks import PIPELINE_RATE_HZ
+from appliance.stream.blocks import PIPELINE_RATE_HZ, PartyBlock
 from appliance.stream.pipeline import BlockQueue
 
 NAME = "audio devices"
@@ -102,7 +102,7 @@ async def _capture(src: CaptureSource, seconds: float,
                 block = await asyncio.wait_for(queue.get(), timeout=left)
             except TimeoutError:
                 break
-            if block is not None:
+            if isinstance(block, PartyBlock):
                 agent.append(np.asarray(block.agent))
                 customer.append(np.asarray(block.customer))
         return agent, customer

@@ -16,6 +16,7 @@ Nothing here looks ahead: each cue is decided from the frames seen so far.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections import Counter, deque
@@ -311,9 +312,10 @@ class CallEngine:
         return cues
 
     def _count(self, cues: list[Cue]) -> list[Cue]:
+        """Every cue leaves through here: counted, and stamped with the call's id."""
         for c in cues:
             self.cue_counts[c.kind] += 1
-        return cues
+        return [dataclasses.replace(c, call_id=self.call_id) for c in cues] if cues else cues
 
     def snapshot(self, *, audio_flowing: bool = True) -> dict[str, Any]:
         """The live state for the dashboard's gauges, timers and checklists."""
@@ -357,11 +359,11 @@ class CallEngine:
         cues += self.hold.close(t)
         for rule in self.rules:
             cues += rule.close(t)
-        self._count(cues)
-        return cues, Summary(t, self._summary(t))
+        cues = self._count(cues)
+        return cues, Summary(t, self._summary(t), call_id=self.call_id)
 
     def _summary(self, t: float) -> dict[str, Any]:
-        data: dict[str, Any] = {"duration_s": round(t, 2)}
+        data: dict[str, Any] = {"duration_s": round(t, 2), "language": self.lang}
         for rule in self.rules:
             data.update(rule.summary())
         rate = data.get("rate", {})

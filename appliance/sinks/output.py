@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, TextIO
 
-from appliance.events import Cue, ErrorEvent, Summary, TranscriptEvent
-
-AnyEvent = Cue | ErrorEvent | Summary | TranscriptEvent
+from appliance.events import CallEnded, CallStarted, ErrorEvent, Event, Summary, TranscriptEvent
 
 _MARK = {"info": "·", "warn": "!", "alert": "!!"}
 
@@ -23,7 +21,7 @@ class JsonlWriter:
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
-    def event(self, ev: AnyEvent) -> None:
+    def event(self, ev: Event) -> None:
         self.out.write(json.dumps(ev.to_json(), ensure_ascii=False) + "\n")
         self.out.flush()
 
@@ -34,7 +32,9 @@ class TextWriter:
     def __init__(self, out: TextIO) -> None:
         self.out = out
 
-    def event(self, ev: AnyEvent) -> None:
+    def event(self, ev: Event) -> None:
+        if isinstance(ev, CallStarted | CallEnded):
+            return  # the timeline is one call; the summary says how it ended
         if isinstance(ev, Summary):
             self.out.write(format_summary(ev.data))
         elif isinstance(ev, ErrorEvent):

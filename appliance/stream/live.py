@@ -20,7 +20,6 @@ import logging
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -28,9 +27,11 @@ from appliance.config import Config
 from appliance.engine.call_engine import CallEngine
 from appliance.engine.marks import Mark
 from appliance.engine.vad import SileroModel
-from appliance.events import Cue, Summary, TranscriptEvent
+from appliance.events import Cue, EndReason, Event, Summary
+from appliance.stream.blocks import EndOfCall
 from appliance.stream.pipeline import BlockQueue
 from appliance.stream.record import CallRecord
+from appliance.stream.session import LIVE_FINISH_TIMEOUT_S, CallSession
 
 log = logging.getLogger(__name__)
 
@@ -71,17 +72,9 @@ class LiveSource(Protocol):
     def stats(self) -> dict[str, Any]: ...
 
 
-@dataclass(slots=True)
-class _Call:
-    """What belongs to one call while it is analysed (and while it is being closed)."""
-
-    engine: CallEngine
-    asr: Any
-    started_at: datetime
-    utterances: list[dict[str, Any]]
-
-
 class LiveRunner:
+    """The desk's calls, one after the other, each a :class:`CallSession`."""
+
     def __init__(
         self,
         cfg: Config,
@@ -94,6 +87,7 @@ class LiveRunner:
         marks: Iterable[Mark] = (),
         archive: Archive | None = None,
         ticker: Ticker | None = None,
+        source_name: str = "headset",
     ) -> None:
         self.cfg = cfg
         self.source = source
@@ -104,6 +98,10 @@ class LiveRunner:
         self.queue = BlockQueue(max(4, round(cfg.audio.queue_s / cfg.audio.block_s)))
         self.archive = archive
         self.ticker = ticker
+        self.source_name = source_name
+        self.marks = tuple(marks)
+        """Hold marks known in advance (a replayed recording's marks file): every call of
+        the run gets them (each pass of a looped replay is the same recording)."""
         self.cue_counts: Counter[str] = Counter()
         self.calls = 0
         self.idle_tick_s = 1.0
@@ -111,24 +109,24 @@ class LiveRunner:
         self.clock: Callable[[], float] = time.monotonic
         """Seconds, monotonic (injected by tests): when the analysis loop last turned."""
         self._loop_at: float | None = None
-        self._pending_end: datetime | None = None
-        """When the End key was pressed (the call is closed at the next block)."""
+        self._pending_end: tuple[datetime, EndReason] | None = None
+        """When and why the call is to end (closed at the next block)."""
         self._closing: set[asyncio.Task[Summary]] = set()
         self._next_cfg: Config | None = None
-        self._new_call()
-        for m in marks:  # hold marks known in advance (a replayed recording's marks file)
-            self.engine.add_mark(m)
+        self.current = self._new_call()
 
-    def _new_call(self) -> None:
+    def _new_call(self) -> CallSession:
         if self._next_cfg is not None:
             self.cfg, self._next_cfg = self._next_cfg, None
             log.info("reloaded configuration in effect from this call")
         self.calls += 1
-        engine = CallEngine(self.cfg, self.vad, call_id=f"call-{self.calls}", lang=self.lang)
-        asr = self.make_asr() if self.make_asr else None
-        if asr is not None:
-            engine.attach_asr(asr.tap)
-        self.current = _Call(engine, asr, datetime.now(UTC), [])
+        keep = self.archive is not None and self.archive.keeps_transcripts
+        self.current = CallSession(
+            self.cfg, self.vad, self._emit, call_id=f"call-{self.calls}", lang=self.lang,
+            marks=self.marks, asr=self.make_asr() if self.make_asr else None,
+            keep_utterances=keep, source=self.source_name, started_at=datetime.now(UTC),
+            finish_timeout_s=LIVE_FINISH_TIMEOUT_S)
+        return self.current
 
     @property
     def engine(self) -> CallEngine:
@@ -148,58 +146,52 @@ class LiveRunner:
     def hold_key(self, event: str) -> None:
         """The dashboard's hold key: a hold mark at the current audio time."""
         if event in ("hold_start", "hold_end"):
-            self.engine.add_mark(Mark(self.engine.t_s, event))
+            self.current.add_mark(Mark(self.engine.t_s, event))
 
-    def end_call(self) -> None:
-        """The dashboard's end key: summarise this call at the next block, start anew."""
-        self._pending_end = datetime.now(UTC)
+    def end_call(self, reason: EndReason = "end_key") -> None:
+        """End this call at the next block (the End key, the API); the next one starts."""
+        self._pending_end = (datetime.now(UTC), reason)
 
     # -- the analysis loop ------------------------------------------------------------------
-    def _emit(self, ev: Cue | Summary) -> None:
-        self.cue_counts[ev.kind] += 1
+    def _emit(self, ev: Event) -> None:
+        if isinstance(ev, Cue | Summary):
+            self.cue_counts[ev.kind] += 1
         self.publish(ev.to_json())
 
-    def _apply_results(self, results: list[Any], call: _Call | None = None) -> None:
-        call = call or self.current
-        keep = self.archive is not None and self.archive.keeps_transcripts
-        for words, transcript in results:
-            for cue in call.engine.add_words(words):
-                self._emit(cue)
-            if keep and transcript is not None:  # masked in to_json; memory until the end
-                call.utterances.append(TranscriptEvent(
-                    call.engine.t_s, transcript.party, transcript.text, transcript.start_s,
-                    transcript.end_s).to_json())
-
-    async def _close(self, call: _Call, ended_at: datetime) -> Summary:
-        """The recognizer's last words, the closing cues, the summary (to the page and the
-        archive).  Runs beside the next call: waiting for the recognizer never stalls the
-        analysis of new audio."""
-        if call.asr is not None:
-            self._apply_results(await asyncio.to_thread(call.asr.finish, 5.0), call)
-            call.engine.summary_extra["asr"] = call.asr.stats()
-        cues, summary = call.engine.finish()
-        for cue in cues:
-            self._emit(cue)
-        summary.data["language"] = self.lang
-        self._emit(summary)
+    async def _close(self, call: CallSession, reason: EndReason, ended_at: datetime) -> Summary:
+        """Finish the call (see :meth:`CallSession.finish`) and hand it to the archive.
+        Runs beside the next call: waiting for the recognizer never stalls new audio."""
+        summary = await call.finish(reason, ended_at)
         if self.archive is not None:
             self.archive.record(CallRecord(
-                call.engine.call_id, self.lang, call.started_at, ended_at,
-                summary.to_json(), call.utterances))
-        log.info("call ended", extra={"fields": {
-            "call": call.engine.call_id, "audio_s": round(call.engine.t_s, 1),
-            "cues": sum(dict(summary.data.get("cues") or {}).values())}})
+                call.call_id, call.lang, call.started_at, ended_at, summary.to_json(),
+                call.utterances))
         return summary
 
-    async def finish_call(self, *, next_call: bool = True) -> Summary:
-        """Close the call in progress (see :meth:`_close`); unless shutting down, the next
-        call starts at once."""
+    def _rotate(self, reason: EndReason, ended_at: datetime) -> None:
+        """End the call in progress in the background and start the next at once."""
+        if self.engine.t_s < MIN_CALL_S:  # e.g. End pressed again before the call had audio
+            log.info("call end (%s) on a call with no audio yet: ignored", reason,
+                     extra={"fields": {"call": self.current.call_id}})
+            return
+        closing = asyncio.create_task(self._close(self.current, reason, ended_at))
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
+        self._new_call()
+
+    async def finish_call(self, reason: EndReason = "end_key", *,
+                          next_call: bool = True) -> Summary:
+        """Close the call in progress now; unless the runner is stopping, the next call
+        starts at once."""
         call, ended_at = self.current, datetime.now(UTC)
         if next_call:
             self._new_call()
-        return await self._close(call, ended_at)
+        return await self._close(call, reason, ended_at)
 
     async def analyse(self) -> None:
+        """Blocks into the call in progress until the source ends (None): that call ends
+        with the source (``source_closed``).  An :class:`EndOfCall` in the stream ends the
+        call there and starts the next."""
         while True:
             self._loop_at = self.clock()
             try:  # (not wait_for: on 3.11 it can swallow a cancel when a block is ready)
@@ -213,21 +205,16 @@ class LiveRunner:
             if self.ticker is not None:
                 self.ticker.tick()
             if block is None:
-                break
-            if self._pending_end is not None and self.engine.t_s < MIN_CALL_S:
-                self._pending_end = None  # pressed again before the next call had audio
-                log.info("End key on a call with no audio yet: ignored",
-                         extra={"fields": {"call": self.engine.call_id}})
+                if self.engine.t_s >= MIN_CALL_S:
+                    await self.finish_call("source_closed", next_call=False)
+                return
+            if isinstance(block, EndOfCall):
+                self._rotate(block.reason, datetime.now(UTC))
+                continue
             if self._pending_end is not None:
-                pressed, self._pending_end = self._pending_end, None
-                closing = asyncio.create_task(self._close(self.current, pressed))
-                self._closing.add(closing)
-                closing.add_done_callback(self._closing.discard)
-                self._new_call()
-            for cue in self.engine.push(block.agent, block.customer):
-                self._emit(cue)
-            if self.asr is not None:
-                self._apply_results(self.asr.poll())
+                (pressed, reason), self._pending_end = self._pending_end, None
+                self._rotate(reason, pressed)
+            self.current.push(block)
             await asyncio.sleep(0)  # a queue that never empties must not starve the rest
 
     async def snapshots(self) -> None:
@@ -236,31 +223,53 @@ class LiveRunner:
             self.publish(self.engine.snapshot(audio_flowing=self.source.flowing))
 
     async def run(self) -> None:
-        tasks = [asyncio.create_task(self.source.run(self.queue), name="source"),
-                 asyncio.create_task(self.analyse(), name="analysis"),
-                 asyncio.create_task(self.snapshots(), name="snapshots")]
-        try:
-            await asyncio.gather(*tasks)
+        """Until the source ends (a replay that is done) or the task is cancelled (the
+        service stops); then the call in progress is finished, not lost.  A source that
+        fails stops the run with its error."""
+        analysis = asyncio.create_task(self.analyse(), name="analysis")
+        helpers = [asyncio.create_task(self.source.run(self.queue), name="source"),
+                   asyncio.create_task(self.snapshots(), name="snapshots")]
+
+        def stop_helpers(_: asyncio.Task[None]) -> None:
+            for h in helpers:
+                h.cancel()
+
+        def stop_on_failure(t: asyncio.Task[None]) -> None:
+            if not t.cancelled() and t.exception() is not None:
+                analysis.cancel()
+
+        analysis.add_done_callback(stop_helpers)
+        for h in helpers:
+            h.add_done_callback(stop_on_failure)
+        try:  # gather: cancelling run() cancels every task at once
+            outcomes = await asyncio.gather(analysis, *helpers, return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, Exception):
+                    raise outcome
         finally:
-            for t in tasks:
+            for t in (analysis, *helpers):
                 t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(analysis, *helpers, return_exceptions=True)
             await self._shutdown()
 
     async def _shutdown(self) -> None:
-        """Stopping: the call in progress is summarised and archived, not lost."""
+        """Stopping: the calls still being closed finish, and the call in progress is
+        summarised and archived (``service_stop``), not lost."""
         if self._closing:  # calls ended by the key whose summary is still being made
             for outcome in await asyncio.gather(*self._closing, return_exceptions=True):
                 if isinstance(outcome, BaseException):
-                    log.error("a call ended by the End key could not be summarised: %s",
+                    log.error("a call that ended could not be summarised: %s",
                               type(outcome).__name__)
-        if self.engine.t_s >= MIN_CALL_S:
+        call = self.current
+        if call.summary is not None:
+            return
+        if call.t_s >= MIN_CALL_S:
             try:
-                await self.finish_call(next_call=False)
+                await self.finish_call("service_stop", next_call=False)
             except Exception:
                 log.exception("could not summarise the call in progress at shutdown")
-        elif self.asr is not None:
-            await asyncio.to_thread(self.asr.finish, 5.0)
+        else:
+            await call.discard()
 
     # -- health and metrics -----------------------------------------------------------------
     def analysis_age_s(self) -> float | None:

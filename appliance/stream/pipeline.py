@@ -1,8 +1,8 @@
-"""The one streaming path: a source → a bounded queue → the call engine → an event sink.
+"""The one streaming path: a source → a bounded queue → the call's session → its events.
 
 Files, live capture and RTP all produce :class:`~appliance.stream.blocks.PartyBlock`
-objects into a :class:`BlockQueue`; the analysis task takes them out and drives a
-:class:`~appliance.engine.call_engine.CallEngine`.  A live source must never block (it drops
+objects into a :class:`BlockQueue`; the analysis task takes them out and drives the call's
+:class:`~appliance.stream.session.CallSession`.  A live source must never block (it drops
 and counts when the queue is full); a file source waits for room, so a file is analysed as
 fast as the engine goes and nothing is dropped.
 """
@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from appliance.engine.call_engine import CallEngine
 from appliance.errors import ApplianceError
-from appliance.events import Cue, Summary, TranscriptEvent
+from appliance.events import ErrorEvent, Summary
+from appliance.stream.blocks import EndOfCall
 from appliance.stream.blocks import PartyBlock as Block
 
 if TYPE_CHECKING:
-    from appliance.asr.session import AsrSession
-    from appliance.asr.worker import Result
-
-Event = Cue | Summary | TranscriptEvent
+    from appliance.stream.session import CallSession
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +29,7 @@ class BlockQueue:
     """A bounded queue of audio blocks that counts what it had to drop."""
 
     def __init__(self, maxsize: int = 64) -> None:
-        self._q: asyncio.Queue[Block | None] = asyncio.Queue(maxsize=maxsize)
+        self._q: asyncio.Queue[Block | EndOfCall | None] = asyncio.Queue(maxsize=maxsize)
         self.dropped = 0
 
     def put_nowait(self, block: Block) -> bool:
@@ -46,11 +43,11 @@ class BlockQueue:
                 log.warning("analysis is behind: %d audio blocks dropped", self.dropped)
             return False
 
-    async def put(self, block: Block | None) -> None:
+    async def put(self, block: Block | EndOfCall | None) -> None:
         """For file sources: wait for room (backpressure, no drops). None ends the stream."""
         await self._q.put(block)
 
-    async def get(self) -> Block | None:
+    async def get(self) -> Block | EndOfCall | None:
         return await self._q.get()
 
     def qsize(self) -> int:
@@ -70,74 +67,38 @@ async def feed_blocks(blocks: Iterable[Block], queue: BlockQueue) -> None:
         await queue.put(None)
 
 
-def _apply_words(
-    results: list[Result], engine: CallEngine, emit: Callable[[Event], None], transcripts: bool
-) -> None:
-    for words, transcript in results:
-        for cue in engine.add_words(words):
-            emit(cue)
-        if transcripts and transcript is not None:
-            emit(TranscriptEvent(engine.t_s, transcript.party, transcript.text,
-                                 transcript.start_s, transcript.end_s))
-
-
-async def analyse_queue(
-    queue: BlockQueue,
-    engine: CallEngine,
-    emit: Callable[[Event], None],
-    *,
-    asr: AsrSession | None = None,
-    transcripts: bool = False,
-) -> Summary:
-    """Drive the engine from the queue until the end marker; emits cues, returns summary.
-
-    With ``asr``, the recognizer's words are applied to the engine as they come back (the
-    acoustic path never waits for them); at the end the recognizer is drained first.
-    """
+async def drive(queue: BlockQueue, session: CallSession) -> None:
+    """Feed the call every block of the queue until the end marker."""
     while True:
         block = await queue.get()
-        if block is None:
-            break
-        for cue in engine.push(block.agent, block.customer):
-            emit(cue)
-        if asr is not None:
-            _apply_words(asr.poll(), engine, emit, transcripts)
+        if block is None or isinstance(block, EndOfCall):  # a file is one call
+            return
+        session.push(block)
         await asyncio.sleep(0)  # let the producer (and a dashboard) run between blocks
-    if asr is not None:
-        rest = await asyncio.to_thread(asr.finish)
-        _apply_words(rest, engine, emit, transcripts)
-        engine.summary_extra["asr"] = asr.stats()
-    cues, summary = engine.finish()
-    for cue in cues:
-        emit(cue)
-    return summary
 
 
 async def analyse_blocks(
-    blocks: Iterable[Block],
-    engine: CallEngine,
-    emit: Callable[[Event], None],
-    *,
-    queue_blocks: int = 64,
-    asr: AsrSession | None = None,
-    transcripts: bool = False,
+    blocks: Iterable[Block], session: CallSession, *, queue_blocks: int = 64,
 ) -> tuple[Summary, ApplianceError | None]:
-    """A finite source (a file) through the streaming path.
+    """A finite source (a file) through the streaming path, to the call's summary.
 
-    A source that fails part-way (an I/O error, a damaged file) ends the stream there: what
-    was analysed up to that point is kept and summarised, and the error is returned beside
-    the summary so the caller reports both.
+    The call ends when the source does (``source_closed``).  A source that fails part-way
+    (an I/O error, a damaged file) ends the call there (``error``): what was analysed up to
+    that point is kept and summarised, the failure is emitted as an ``error`` event, and
+    it is returned beside the summary so the caller reports both.
     """
     queue = BlockQueue(queue_blocks)
     producer = asyncio.create_task(feed_blocks(blocks, queue))
     try:
-        summary = await analyse_queue(queue, engine, emit, asr=asr, transcripts=transcripts)
+        await drive(queue, session)
     finally:
         if not producer.done():
             producer.cancel()
     (outcome,) = await asyncio.gather(producer, return_exceptions=True)
     if isinstance(outcome, ApplianceError):
-        return summary, outcome
+        session.emit(ErrorEvent(session.t_s, outcome.code, outcome.message,
+                                call_id=session.call_id))
+        return await session.finish("error"), outcome
     if isinstance(outcome, BaseException):
         raise outcome
-    return summary, None
+    return await session.finish("source_closed"), None

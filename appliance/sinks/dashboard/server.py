@@ -56,7 +56,8 @@ _CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'
         "form-action 'none'; frame-ancestors 'none'")
 _COOKIE = "appliance_dashboard"
 _COOKIE_SAFE = re.compile(r"^[A-Za-z0-9._~+/=-]{1,256}$")
-_SSE_KINDS = {"state": "state", "summary": "summary"}
+_SSE_KINDS = {"state": "state", "summary": "summary", "call_started": "call",
+              "call_ended": "call"}
 _NOT_FORWARDED = {"transcript", "word"}  # words stay in the engine's memory
 
 
@@ -192,8 +193,10 @@ class DashboardServer:
         elif sse_kind == "summary":
             self._last_summary = data
             self._cues.clear()
-        else:
-            self._last_summary = None  # a new call has begun
+        elif kind == "call_started":  # a new call: the last one's cues and summary go
+            self._last_summary = None
+            self._cues.clear()
+        elif sse_kind == "cue":
             self._cues.append(event)
         frame = _frame(sse_kind, data)
         self.published += 1

@@ -61,6 +61,10 @@
     source.addEventListener("state", (e) => onState(parse(e.data)));
     source.addEventListener("cue", (e) => onCue(parse(e.data)));
     source.addEventListener("summary", (e) => onSummary(parse(e.data)));
+    source.addEventListener("call", (e) => {
+      const ev = parse(e.data);
+      if (ev && ev.kind === "call_started") newCall();
+    });
   }
   function parse(s) { try { return JSON.parse(s); } catch (_) { return null; } }
   function setConnected(on) {
@@ -82,7 +86,6 @@
   // -- state snapshot -----------------------------------------------------------------
   function onState(s) {
     if (!s || typeof s !== "object") return;
-    if (state && num(s.t) !== null && num(state.t) !== null && s.t + 1 < state.t) newCall();
     state = s;
     stateAt = performance.now();
     renderBanner();

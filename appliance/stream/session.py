@@ -1,0 +1,142 @@
+"""One call, from its first block to its summary: the same object for a file, the desk and a
+PBX stream.
+
+A :class:`CallSession` owns the call's :class:`~appliance.engine.call_engine.CallEngine`,
+its recognizer session (if any) and, when the site keeps transcripts, the call's utterances.
+It emits every event of the call through one callable, in order: ``call_started``, the cues
+(and ``transcript`` events when asked for), then at :meth:`finish` the recognizer's last
+words, the closing cues, ``call_ended`` with its reason, and the ``summary`` — built once,
+with the call's language and the recognizer's figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from appliance.config import Config
+from appliance.engine.call_engine import CallEngine
+from appliance.engine.marks import Mark
+from appliance.engine.vad import SileroModel
+from appliance.events import CallEnded, CallStarted, EndReason, Event, Summary, TranscriptEvent
+from appliance.stream.blocks import PartyBlock
+
+log = logging.getLogger(__name__)
+
+LIVE_FINISH_TIMEOUT_S = 5.0
+"""How long the end of a live call waits for the recognizer's last words (a file waits for
+all of them)."""
+
+
+class Recognizer(Protocol):
+    """A call's recognizer session as the call sees it (``appliance.asr.session``)."""
+
+    def tap(self, ctx: Any, window: Any) -> None: ...
+
+    def poll(self) -> list[Any]: ...
+
+    def finish(self, timeout_s: float | None = None) -> list[Any]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+
+class CallSession:
+    """One call: engine + recognizer + transcripts → events, and one summary at the end.
+
+    Not thread-safe: drive it from one task.  ``emit`` receives every event of the call.
+    """
+
+    def __init__(self, cfg: Config, vad: SileroModel, emit: Callable[[Event], None], *,
+                 call_id: str, lang: str, marks: Iterable[Mark] = (),
+                 asr: Recognizer | None = None, transcripts: bool = False,
+                 keep_utterances: bool = False, agent_id: str | None = None,
+                 source: str = "", started_at: datetime | None = None,
+                 finish_timeout_s: float | None = None) -> None:
+        self.engine = CallEngine(cfg, vad, marks, call_id=call_id, lang=lang)
+        self.asr = asr
+        if asr is not None:
+            self.engine.attach_asr(asr.tap)
+        self.emit = emit
+        self.finish_timeout_s = finish_timeout_s
+        """How long :meth:`finish` waits for the recognizer (None: until it is done)."""
+        self.transcripts = transcripts
+        """Emit a ``transcript`` event per utterance (``--transcript``)."""
+        self.keep_utterances = keep_utterances
+        """Keep the utterances' JSON (digits masked) for the archive (transcript retention)."""
+        self.utterances: list[dict[str, Any]] = []
+        self.started_at = started_at or datetime.now(UTC)
+        """Wall-clock start (for the archive); a file's call has none of its own."""
+        self.ended_at: datetime | None = None
+        self.summary: Summary | None = None
+        self.end_reason: EndReason | None = None
+        wall = "" if started_at is None else _iso(started_at)
+        emit(CallStarted(call_id, lang, agent_id=agent_id, source=source, started_at=wall))
+
+    @property
+    def call_id(self) -> str:
+        return self.engine.call_id
+
+    @property
+    def lang(self) -> str:
+        return self.engine.lang
+
+    @property
+    def t_s(self) -> float:
+        """Seconds of audio analysed so far."""
+        return self.engine.t_s
+
+    def push(self, block: PartyBlock) -> None:
+        """Analyse one block; its cues (and the recognizer's words that came back) go out."""
+        for cue in self.engine.push(block.agent, block.customer):
+            self.emit(cue)
+        if self.asr is not None:
+            self._apply(self.asr.poll())
+
+    def add_mark(self, mark: Mark) -> None:
+        self.engine.add_mark(mark)
+
+    def _apply(self, results: list[Any]) -> None:
+        for words, transcript in results:
+            for cue in self.engine.add_words(words):
+                self.emit(cue)
+            if transcript is None or not (self.transcripts or self.keep_utterances):
+                continue
+            ev = TranscriptEvent(self.engine.t_s, transcript.party, transcript.text,
+                                 transcript.start_s, transcript.end_s, call_id=self.call_id)
+            if self.transcripts:
+                self.emit(ev)
+            if self.keep_utterances:  # masked in to_json; memory until the call ends
+                self.utterances.append(ev.to_json())
+
+    async def finish(self, reason: EndReason, ended_at: datetime | None = None) -> Summary:
+        """End the call: the recognizer's last words (waited for in a thread, so the next
+        call's audio is never held up), the closing cues, ``call_ended``, the summary."""
+        if self.summary is not None:
+            raise RuntimeError(f"call {self.call_id} was finished already")
+        self.ended_at = ended_at or datetime.now(UTC)
+        self.end_reason = reason
+        if self.asr is not None:
+            self._apply(await asyncio.to_thread(self.asr.finish, self.finish_timeout_s))
+            self.engine.summary_extra["asr"] = self.asr.stats()
+        cues, summary = self.engine.finish()
+        for cue in cues:
+            self.emit(cue)
+        self.summary = summary
+        self.emit(CallEnded(self.call_id, self.engine.t_s, reason))
+        self.emit(summary)
+        log.info("call ended", extra={"fields": {
+            "call": self.call_id, "reason": reason, "audio_s": round(self.engine.t_s, 1),
+            "cues": sum(dict(summary.data.get("cues") or {}).values())}})
+        return summary
+
+    async def discard(self) -> None:
+        """Drop a call that never had audio (no summary): only the recognizer is stopped."""
+        if self.asr is not None:
+            await asyncio.to_thread(self.asr.finish, LIVE_FINISH_TIMEOUT_S)
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
