@@ -176,8 +176,9 @@ class Service:
             return f"Waiting for audio from {where}"
         mins, secs = divmod(int(r.engine.t_s), 60)
         model = r.lang if r.asr is not None else "none (acoustic cues only)"
-        parts = [f"Coaching {r.engine.call_id} {mins:02d}:{secs:02d}",
-                 f"speech model {model}", f"{sum(r.cue_counts.values())} cues"]
+        doing = ("Between calls, waiting for the line" if r.idle
+                 else f"Coaching {r.engine.call_id} {mins:02d}:{secs:02d}")
+        parts = [doing, f"speech model {model}", f"{sum(r.cue_counts.values())} cues"]
         if r.queue.dropped:
             parts.append(f"{r.queue.dropped} blocks dropped")
         if self.url:

@@ -326,7 +326,8 @@ class CallEngine:
             "t": round(t, 3),
             "audio": {"flowing": audio_flowing},
             "speaking": {p: self._p[p].tracker.speaking for p in PARTIES},
-            "rate": self.rate.live(t),
+            "rate": self.rate.live(t) if self._spoke_within("agent", t,
+                                                           self.cfg.calls.rate_hold_s) else None,
             "fillers_last_min": self.fillers.recent(t),
             "tone": {"agent": self.tone.state("agent", t),
                      "customer": self.tone.state("customer", t)},
@@ -338,6 +339,20 @@ class CallEngine:
             "greeting": self.phrases.live_greeting() if self.asr_attached else None,
             "closing": self.phrases.live_closing() if self.asr_attached else None,
         }
+
+    def _spoke_within(self, party: Party, t_s: float, seconds: float) -> bool:
+        tr = self._p[party].tracker
+        return tr.speaking or (tr.turn_start_s is not None
+                               and t_s - tr.last_active_end_s <= seconds)
+
+    @property
+    def heard_speech(self) -> bool:
+        """Whether either party has spoken in this call yet."""
+        return any(self._p[p].tracker.turn_start_s is not None for p in PARTIES)
+
+    def idle_s(self) -> float:
+        """Seconds in which nobody has spoken and no hold ran (0 while anyone speaks)."""
+        return self.dead_air.silent_s(self.t_s)
 
     # -- end of call ----------------------------------------------------------------------
     def finish(self) -> tuple[list[Cue], Summary]:

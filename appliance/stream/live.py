@@ -28,7 +28,8 @@ from appliance.engine.call_engine import CallEngine
 from appliance.engine.marks import Mark
 from appliance.engine.vad import SileroModel
 from appliance.events import Cue, EndReason, Event, Summary
-from appliance.stream.blocks import EndOfCall
+from appliance.stream.blocks import EndOfCall, PartyBlock
+from appliance.stream.line import LineWatcher
 from appliance.stream.pipeline import BlockQueue
 from appliance.stream.record import CallRecord
 from appliance.stream.session import LIVE_FINISH_TIMEOUT_S, CallSession
@@ -111,8 +112,12 @@ class LiveRunner:
         self._loop_at: float | None = None
         self._pending_end: tuple[datetime, EndReason] | None = None
         """When and why the call is to end (closed at the next block)."""
-        self._closing: set[asyncio.Task[Summary]] = set()
+        self._closing: set[asyncio.Task[Any]] = set()
         self._next_cfg: Config | None = None
+        self.idle = False
+        """Between calls: the last call ended by idle time; the line is watched for the
+        next (:class:`~appliance.stream.line.LineWatcher`)."""
+        self._line: LineWatcher | None = None
         self.current = self._new_call()
 
     def _new_call(self) -> CallSession:
@@ -145,11 +150,16 @@ class LiveRunner:
     # -- controls from the dashboard ----------------------------------------------------
     def hold_key(self, event: str) -> None:
         """The dashboard's hold key: a hold mark at the current audio time."""
-        if event in ("hold_start", "hold_end"):
+        if self.idle:
+            log.info("hold key between calls: ignored")
+        elif event in ("hold_start", "hold_end"):
             self.current.add_mark(Mark(self.engine.t_s, event))
 
     def end_call(self, reason: EndReason = "end_key") -> None:
         """End this call at the next block (the End key, the API); the next one starts."""
+        if self.idle:
+            log.info("end key between calls: ignored")
+            return
         self._pending_end = (datetime.now(UTC), reason)
 
     # -- the analysis loop ------------------------------------------------------------------
@@ -168,15 +178,45 @@ class LiveRunner:
                 call.utterances))
         return summary
 
+    def _in_background(self, job: Any) -> None:
+        task = asyncio.create_task(job)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _go_idle(self) -> None:
+        """The line has been silent for ``[calls] idle_end_s``: the call ends (a call in
+        which nobody spoke is dropped, not summarised) and the line is watched."""
+        call = self.current
+        if call.engine.heard_speech:
+            self._in_background(self._close(call, "idle", datetime.now(UTC)))
+        else:
+            self._in_background(call.discard("idle"))
+        calls = call.engine.cfg.calls
+        self._line = LineWatcher(calls.start_margin_db, calls.preroll_s)
+        self.idle = True
+        log.info("line idle: waiting for the next call",
+                 extra={"fields": {"call": call.call_id, "idle_s": round(call.engine.idle_s())}})
+
+    def _wake(self, block: PartyBlock) -> None:
+        """Between calls: a block for the line watcher; a live line starts the next call
+        with the blocks that woke it."""
+        assert self._line is not None
+        start = self._line.push(block)
+        if not start:
+            return
+        self.idle = False
+        self._line = None
+        self._new_call()
+        for b in start:
+            self.current.push(b)
+
     def _rotate(self, reason: EndReason, ended_at: datetime) -> None:
         """End the call in progress in the background and start the next at once."""
         if self.engine.t_s < MIN_CALL_S:  # e.g. End pressed again before the call had audio
             log.info("call end (%s) on a call with no audio yet: ignored", reason,
                      extra={"fields": {"call": self.current.call_id}})
             return
-        closing = asyncio.create_task(self._close(self.current, reason, ended_at))
-        self._closing.add(closing)
-        closing.add_done_callback(self._closing.discard)
+        self._in_background(self._close(self.current, reason, ended_at))
         self._new_call()
 
     async def finish_call(self, reason: EndReason = "end_key", *,
@@ -205,22 +245,33 @@ class LiveRunner:
             if self.ticker is not None:
                 self.ticker.tick()
             if block is None:
-                if self.engine.t_s >= MIN_CALL_S:
+                if not self.idle and self.engine.t_s >= MIN_CALL_S:
                     await self.finish_call("source_closed", next_call=False)
                 return
             if isinstance(block, EndOfCall):
-                self._rotate(block.reason, datetime.now(UTC))
+                if not self.idle:
+                    self._rotate(block.reason, datetime.now(UTC))
+                continue
+            if self.idle:
+                self._wake(block)
                 continue
             if self._pending_end is not None:
                 (pressed, reason), self._pending_end = self._pending_end, None
                 self._rotate(reason, pressed)
             self.current.push(block)
+            idle_end_s = self.engine.cfg.calls.idle_end_s
+            if idle_end_s and self.engine.idle_s() >= idle_end_s:
+                self._go_idle()
             await asyncio.sleep(0)  # a queue that never empties must not starve the rest
 
     async def snapshots(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.dashboard.snapshot_s)
-            self.publish(self.engine.snapshot(audio_flowing=self.source.flowing))
+            if self.idle:  # nothing of the last call is true any more
+                self.publish({"kind": "state", "t": 0.0, "idle": True,
+                              "audio": {"flowing": self.source.flowing}})
+            else:
+                self.publish(self.engine.snapshot(audio_flowing=self.source.flowing))
 
     async def run(self) -> None:
         """Until the source ends (a replay that is done) or the task is cancelled (the
@@ -261,7 +312,7 @@ class LiveRunner:
                     log.error("a call that ended could not be summarised: %s",
                               type(outcome).__name__)
         call = self.current
-        if call.summary is not None:
+        if call.end_reason is not None:  # ended already (idle, or the source closed)
             return
         if call.t_s >= MIN_CALL_S:
             try:
@@ -269,7 +320,7 @@ class LiveRunner:
             except Exception:
                 log.exception("could not summarise the call in progress at shutdown")
         else:
-            await call.discard()
+            await call.discard("service_stop")
 
     # -- health and metrics -----------------------------------------------------------------
     def analysis_age_s(self) -> float | None:
@@ -293,8 +344,8 @@ class LiveRunner:
             "problems": problems,
             "audio_flowing": self.source.flowing,
             "model_loaded": self.asr is not None,
-            "call": self.engine.call_id,
-            "call_audio_s": round(self.engine.t_s, 1),
+            "call": None if self.idle else self.engine.call_id,
+            "call_audio_s": 0.0 if self.idle else round(self.engine.t_s, 1),
             "queue_depth": self.queue.qsize(),
             "queue_capacity": self.queue.maxsize,
             "queue_drops": self.queue.dropped,

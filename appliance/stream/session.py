@@ -114,8 +114,8 @@ class CallSession:
     async def finish(self, reason: EndReason, ended_at: datetime | None = None) -> Summary:
         """End the call: the recognizer's last words (waited for in a thread, so the next
         call's audio is never held up), the closing cues, ``call_ended``, the summary."""
-        if self.summary is not None:
-            raise RuntimeError(f"call {self.call_id} was finished already")
+        if self.end_reason is not None:
+            raise RuntimeError(f"call {self.call_id} was ended already")
         self.ended_at = ended_at or datetime.now(UTC)
         self.end_reason = reason
         if self.asr is not None:
@@ -132,10 +132,18 @@ class CallSession:
             "cues": sum(dict(summary.data.get("cues") or {}).values())}})
         return summary
 
-    async def discard(self) -> None:
-        """Drop a call that never had audio (no summary): only the recognizer is stopped."""
+    async def discard(self, reason: EndReason) -> None:
+        """End a call that had no speech (or no audio): ``call_ended``, but no summary and
+        nothing to archive; the recognizer is stopped."""
+        if self.end_reason is not None:
+            return
+        self.end_reason = reason
+        self.ended_at = datetime.now(UTC)
         if self.asr is not None:
             await asyncio.to_thread(self.asr.finish, LIVE_FINISH_TIMEOUT_S)
+        self.emit(CallEnded(self.call_id, self.engine.t_s, reason))
+        log.info("call ended without speech: not summarised",
+                 extra={"fields": {"call": self.call_id, "reason": reason}})
 
 
 def _iso(t: datetime) -> str:

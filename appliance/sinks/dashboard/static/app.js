@@ -96,6 +96,9 @@
     renderHold(s.hold || {});
     renderDeadAir(num(s.dead_air_s) ?? 0);
     renderChecks(s.greeting, s.closing, s.phrases);
+    if (s.idle) {  // between calls: nothing of the last call is shown as if it were live
+      text($("talk-share"), "Between calls — waiting for the line");
+    }
   }
 
   function newCall() {
