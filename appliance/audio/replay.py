@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,8 +28,12 @@ class ReplaySource:
     """
 
     def __init__(self, path: Path, *, speed: float = 1.0, block_s: float = 0.032,
-                 at_end: AtEnd = "silence") -> None:
+                 at_end: AtEnd = "silence", clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.path = path
+        self.clock = clock
+        """Seconds, monotonic; with :attr:`sleep`, injected by tests (a virtual clock)."""
+        self.sleep = sleep
         self._source = FileSource(path, block_s=block_s)
         self.speed = speed
         self.block_s = block_s
@@ -42,13 +47,13 @@ class ReplaySource:
 
     @property
     def flowing(self) -> bool:
-        return self.started_at is not None and time.monotonic() - self._last < 1.0
+        return self.started_at is not None and self.clock() - self._last < 1.0
 
     def stats(self) -> dict[str, Any]:
         return {"blocks": self.blocks, "input_overflows": 0, "reconnects": 0}
 
     async def run(self, queue: BlockQueue) -> None:
-        self.started_at = time.monotonic()
+        self.started_at = self.clock()
         self.started_wall_s = time.time()
         n = 0
         while True:
@@ -76,8 +81,8 @@ class ReplaySource:
     async def _pace(self, n: int) -> None:
         assert self.started_at is not None
         due = self.started_at + n * self.block_s / self.speed
-        delay = due - time.monotonic()
+        delay = due - self.clock()
         if delay > 0:
-            await asyncio.sleep(delay)
+            await self.sleep(delay)
         self.blocks += 1
-        self._last = time.monotonic()
+        self._last = self.clock()

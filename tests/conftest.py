@@ -1,0 +1,88 @@
+"""Shared fixtures and the test layers.
+
+Every test module belongs to one layer, given here (a module missing from :data:`LAYERS`
+fails the collection), and each layer is a registered marker, so ``pytest -m unit`` runs
+the fast pure tests and ``pytest -m "not system"`` skips the ones that need the machine:
+
+* ``unit``: pure functions and small state machines, parsers, config; no audio models;
+* ``engine``: the per-call engine and the streaming path on real audio (Silero, corpora);
+* ``e2e``: the command line, the runner, the dashboard, the service loop, the stores;
+* ``system``: what needs the machine itself (sound server, browser, systemd, strace).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from appliance.engine.vad import SileroModel
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DIR = ROOT / "appliance" / "demo"
+
+LAYERS: dict[str, tuple[str, ...]] = {
+    "unit": ("test_config_env", "test_features", "test_filesource", "test_filled_pause",
+             "test_fuzz", "test_hold", "test_layout", "test_logs", "test_marks", "test_music",
+             "test_notify", "test_nuclei", "test_phrases", "test_rules", "test_store",
+             "test_tone_rate", "test_turns", "test_wavfile", "test_words"),
+    "engine": ("test_corpus", "test_corpus_real", "test_engine", "test_quality",
+               "test_quality_real", "test_session"),
+    "e2e": ("test_asr", "test_asr_cli", "test_cli", "test_dashboard", "test_health",
+            "test_live", "test_models", "test_retention", "test_service_run",
+            "test_summaries_cli"),
+    "system": ("test_capture", "test_dashboard_e2e", "test_doctor", "test_install_service",
+               "test_privacy", "test_service_unit"),
+}
+_LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.stem
+        layer = _LAYER_OF.get(module)
+        if layer is None:
+            raise pytest.UsageError(f"{item.path.name} is in no test layer: add it to "
+                                    "LAYERS in tests/conftest.py")
+        item.add_marker(getattr(pytest.mark, layer))
+
+
+@pytest.fixture(scope="session")
+def silero() -> SileroModel:
+    """One Silero session for the tests that only need to run it (it is stateless between
+    calls: each call keeps its own recurrent state)."""
+    return SileroModel()
+
+
+@pytest.fixture(scope="session")
+def demo_call() -> Path:
+    return DEMO_DIR / "demo_call.wav"
+
+
+@pytest.fixture(scope="session")
+def demo_marks() -> Path:
+    return DEMO_DIR / "demo_marks.jsonl"
+
+
+class VirtualClock:
+    """Seconds that move only when someone sleeps on them: pacing tested without the wall
+    clock.  ``sleep`` advances the time and yields to the event loop once."""
+
+    def __init__(self, start_s: float = 1000.0) -> None:
+        self.t = start_s
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.t += max(0.0, seconds)
+        await asyncio.sleep(0)
+
+
+@pytest.fixture
+def virtual_clock() -> Iterator[VirtualClock]:
+    yield VirtualClock()
