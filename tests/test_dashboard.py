@@ -271,7 +271,8 @@ def test_healthz_and_metrics() -> None:
                 metrics=lambda: "# TYPE appliance_frames_total counter\nappliance_frames_total 42")
 
 
-def test_a_failing_callback_costs_one_request_not_the_server() -> None:
+def test_a_failing_callback_costs_one_request_not_the_server(
+        caplog: pytest.LogCaptureFixture) -> None:
     def boom() -> dict[str, Any]:
         raise RuntimeError("bug")
 
@@ -279,6 +280,8 @@ def test_a_failing_callback_costs_one_request_not_the_server() -> None:
         assert (await get(srv.port, "/healthz"))[0] == 500
         assert (await get(srv.port, "/"))[0] == 200
     with_server(t, health=boom)
+    # the log line itself names the error (a JSON log keeps the message, not the traceback)
+    assert "dashboard request failed: RuntimeError" in caplog.messages
 
 
 # -- bad input ------------------------------------------------------------------------------

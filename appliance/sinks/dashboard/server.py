@@ -231,8 +231,8 @@ class DashboardServer:
             # its stack, so the cancel ends here: re-raised, Python 3.11's start_server
             # callback logs a spurious "Exception in callback" with a traceback.
             return
-        except Exception:  # a bug must cost one request, never the server
-            log.exception("dashboard request failed")
+        except Exception as exc:  # a bug must cost one request, never the server
+            log.exception("dashboard request failed: %s", type(exc).__name__)
             with contextlib.suppress(Exception):
                 writer.write(response(500, b"internal error\n"))
         finally:
