@@ -9,12 +9,21 @@ the closed set; each serialises with ``to_json()`` to one line of the JSONL cont
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Party = Literal["agent", "customer"]
 Severity = Literal["info", "warn", "alert"]
 PARTIES: tuple[Party, Party] = ("agent", "customer")
+CueKind = Literal[
+    "closing", "dead_air", "filler", "follow_up", "greeting", "hold_check_back", "hold_ended",
+    "hold_leak", "hold_no_permission", "hold_no_thanks", "hold_started", "hold_too_long",
+    "hold_unmuted", "interruption", "jargon", "restated", "speaking_rate", "talk_ratio", "tone",
+]
+"""Every cue the engine emits: a closed set (a new rule adds its kind here)."""
+CUE_KINDS: tuple[CueKind, ...] = typing.get_args(CueKind)
 EndReason = Literal["end_key", "api", "source_closed", "idle", "service_stop", "error"]
 """Why a call ended: the dashboard's End key, the control API, the source closed (end of a
 file, a PBX stream that hung up), the line went idle, the service stopped, or a failure."""
@@ -39,7 +48,7 @@ class Cue:
     """
 
     t_s: float
-    kind: str
+    kind: CueKind
     party: Party | None
     severity: Severity
     message: str
@@ -154,3 +163,33 @@ class TranscriptEvent:
 
 Event = CallStarted | Cue | TranscriptEvent | ErrorEvent | CallEnded | Summary
 """Every event a call emits, and nothing else (word events stay at the recognizer seam)."""
+
+
+def event_from_json(line: Mapping[str, Any]) -> Event:
+    """The event a JSONL line (``to_json()``) describes: for tools that read the output back,
+    and the round-trip tests.  Raises ValueError for a line that is no event of the set."""
+    try:
+        kind, t, data, call_id = line["kind"], line["t"], line["data"], line.get("call_id", "")
+        if kind == "call_started":
+            return CallStarted(call_id, data["language"], agent_id=data.get("agent_id"),
+                               source=data.get("source", ""),
+                               started_at=data.get("started_at", ""), t_s=t)
+        if kind == "call_ended":
+            if data["reason"] not in END_REASONS:
+                raise ValueError(f"unknown end reason {data['reason']!r}")
+            return CallEnded(call_id, t, data["reason"])
+        if kind == "summary":
+            return Summary(t, dict(data), call_id=call_id)
+        if kind == "error":
+            return ErrorEvent(t, data["code"], line["message"], call_id=call_id)
+        if kind == "transcript":
+            return TranscriptEvent(t, line["party"], data["text"], data["start"], data["end"],
+                                   call_id=call_id)
+        if kind in CUE_KINDS:
+            if line["severity"] not in ("info", "warn", "alert"):
+                raise ValueError(f"unknown severity {line['severity']!r}")
+            return Cue(t, kind, line["party"], line["severity"], line["message"], dict(data),
+                       call_id=call_id)
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not an event line: {exc}") from exc
+    raise ValueError(f"unknown event kind {kind!r}")

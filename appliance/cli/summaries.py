@@ -24,6 +24,7 @@ from typing import Any, TextIO
 from appliance.config import Config, load_config
 from appliance.config_env import default_config_path, resolve_state_dir
 from appliance.errors import EXPORT_BAD_DATE, EXPORT_OUTPUT_FAILED, ApplianceError, shown
+from appliance.events import CUE_KINDS
 from appliance.sinks.store import (
     SummaryStore,
     TranscriptStore,
@@ -31,13 +32,8 @@ from appliance.sinks.store import (
     transcripts_dir,
 )
 
-CUE_KINDS = (
-    "closing", "dead_air", "filler", "follow_up", "greeting", "hold_check_back", "hold_ended",
-    "hold_leak", "hold_no_permission", "hold_no_thanks", "hold_started", "hold_too_long",
-    "hold_unmuted", "interruption", "jargon", "restated", "speaking_rate", "talk_ratio", "tone",
-)
-"""Every cue kind the engine emits: the CSV always has these ``cues.<kind>`` columns (0 when a
-call had none), plus any other kind found in the exported calls."""
+# The CSV always has a ``cues.<kind>`` column for every kind of CUE_KINDS (0 when a call had
+# none), plus any other kind found in the exported calls (written by another version).
 BASE_COLUMNS = ("call_id", "started_at", "ended_at", "duration_s", "language")
 _RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*([dh])")
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")

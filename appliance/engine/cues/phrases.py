@@ -33,7 +33,7 @@ from appliance.config import WordsConfig
 from appliance.engine.conversation import FrameContext
 from appliance.engine.words.locale import PHRASE_KEYS, Locale
 from appliance.engine.words.matching import Match, PhraseSet, WordBuffer, tokens
-from appliance.events import PARTIES, Cue, Party, Severity, WordEvent
+from appliance.events import PARTIES, Cue, CueKind, Party, Severity, WordEvent
 
 _MSG_MAX = 50
 _GREETING_SHORT = {"name": "name", "company": "company", "offer": "offer of help"}
@@ -189,7 +189,7 @@ class PhraseRule:
                 self._done[key] = m.end_s
         return out
 
-    def _cue(self, kind: str, severity: Severity, msg: str, data: dict[str, Any]) -> Cue:
+    def _cue(self, kind: CueKind, severity: Severity, msg: str, data: dict[str, Any]) -> Cue:
         return Cue(self._t, kind, "agent", severity, msg[:_MSG_MAX], data)
 
     def _agent_words(self, t_from: float) -> list[Cue]:
