@@ -116,11 +116,14 @@ class CallEnded:
     call_id: str
     t_s: float
     reason: EndReason
+    ended_at: str = ""
+    """Wall-clock end, UTC ISO 8601 (empty for a file)."""
     kind: str = "call_ended"
 
     def to_json(self) -> dict[str, Any]:
         return _line(self.t_s, self.kind, None, "info", "call ended",
-                     {"reason": self.reason, "duration_s": round(self.t_s, 2)}, self.call_id)
+                     {"reason": self.reason, "duration_s": round(self.t_s, 2),
+                      "ended_at": self.ended_at}, self.call_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +180,7 @@ def event_from_json(line: Mapping[str, Any]) -> Event:
         if kind == "call_ended":
             if data["reason"] not in END_REASONS:
                 raise ValueError(f"unknown end reason {data['reason']!r}")
-            return CallEnded(call_id, t, data["reason"])
+            return CallEnded(call_id, t, data["reason"], ended_at=data.get("ended_at", ""))
         if kind == "summary":
             return Summary(t, dict(data), call_id=call_id)
         if kind == "error":

@@ -56,7 +56,7 @@ def test_jsonl_contract_on_the_demo(demo_jsonl):
     # the call's start first, its end and then its summary last; every line names the call
     assert events[0]["kind"] == "call_started" and events[0]["data"]["language"] == "en"
     assert [e["kind"] for e in events[-2:]] == ["call_ended", "summary"]
-    assert events[-2]["data"] == {"reason": "source_closed", "duration_s": 107.04}
+    assert events[-2]["data"] == {"reason": "source_closed", "duration_s": 107.04, "ended_at": ""}
     for ev in events:
         assert set(ev) == {"t", "kind", "party", "severity", "message", "data", "call_id"}
         assert ev["call_id"] == "demo_call"

@@ -63,3 +63,43 @@ def test_a_transcript_reads_back_masked() -> None:
 def test_a_line_that_is_no_event_is_refused(line: dict) -> None:
     with pytest.raises(ValueError):
         event_from_json(line)
+
+
+def test_a_failing_sink_costs_nothing_to_the_others(caplog: pytest.LogCaptureFixture) -> None:
+    from appliance.stream.bus import EventBus
+
+    got: list[str] = []
+    bus = EventBus()
+
+    def broken(ev: Event) -> None:
+        raise RuntimeError("sink bug")
+
+    bus.subscribe(broken)
+    bus.subscribe(lambda ev: got.append(ev.kind))
+    for ev in _examples()[:3]:
+        bus.emit(ev)
+    assert got == ["call_started", "error", "transcript"] and bus.failures == 3
+    assert sum("an event sink failed (RuntimeError)" in m for m in caplog.messages) == 1
+
+
+def test_the_recorder_makes_one_record_per_summarised_call() -> None:
+    from appliance.stream.record import CallRecord, CallRecorder
+
+    records: list[CallRecord] = []
+    keep, drop = CallRecorder(records.append, keep_transcripts=True), CallRecorder(
+        records.append)
+    for rec in (keep, drop):
+        for ev in (CallStarted("a", "fr", started_at="2026-12-06T09:00:00.000Z"),
+                   TranscriptEvent(2.0, "agent", "bonjour 4 5 6 7", 1.0, 1.8, call_id="a"),
+                   CallStarted("b", "fr", started_at="2026-12-06T09:00:30.000Z"),
+                   CallEnded("b", 20.0, "idle", "2026-12-06T09:01:00.000Z"),  # nobody spoke
+                   CallEnded("a", 75.0, "end_key", "2026-12-06T09:01:15.000Z"),
+                   Summary(75.0, {"language": "fr"}, call_id="a")):
+            rec(ev)
+    kept, plain = records
+    assert (kept.call_id, kept.language, kept.started_at.isoformat(),
+            kept.ended_at.isoformat()) == ("a", "fr", "2026-12-06T09:00:00+00:00",
+                                           "2026-12-06T09:01:15+00:00")
+    assert [u["data"]["text"] for u in kept.utterances] == ["bonjour •••"]
+    assert plain.utterances == [] and kept.summary["kind"] == "summary"
+    assert keep.open_calls() == 0  # call b ended without a summary: nothing is held for it

@@ -29,9 +29,10 @@ from appliance.engine.marks import Mark
 from appliance.engine.vad import SileroModel
 from appliance.events import Cue, EndReason, Event, Summary
 from appliance.stream.blocks import EndOfCall, PartyBlock
+from appliance.stream.bus import EventBus
 from appliance.stream.line import LineWatcher
 from appliance.stream.pipeline import BlockQueue
-from appliance.stream.record import CallRecord
+from appliance.stream.record import CallRecord, CallRecorder
 from appliance.stream.session import LIVE_FINISH_TIMEOUT_S, CallSession
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,14 @@ class LiveRunner:
         """Hold marks known in advance (a replayed recording's marks file): every call of
         the run gets them (each pass of a looped replay is the same recording)."""
         self.cue_counts: Counter[str] = Counter()
+        self.bus = EventBus()
+        """Every event of every call: the page (``publish``), the archive's recorder and
+        the metrics subscribe here."""
+        self.bus.subscribe(self._count)
+        self.bus.subscribe(lambda ev: self.publish(ev.to_json()))
+        if archive is not None:
+            self.bus.subscribe(CallRecorder(archive.record,
+                                            keep_transcripts=archive.keeps_transcripts))
         self.calls = 0
         self.idle_tick_s = 1.0
         """While no audio arrives the analysis loop still ticks the watchdog this often."""
@@ -127,9 +136,9 @@ class LiveRunner:
         self.calls += 1
         keep = self.archive is not None and self.archive.keeps_transcripts
         self.current = CallSession(
-            self.cfg, self.vad, self._emit, call_id=f"call-{self.calls}", lang=self.lang,
+            self.cfg, self.vad, self.bus.emit, call_id=f"call-{self.calls}", lang=self.lang,
             marks=self.marks, asr=self.make_asr() if self.make_asr else None,
-            keep_utterances=keep, source=self.source_name, started_at=datetime.now(UTC),
+            transcripts=keep, source=self.source_name, started_at=datetime.now(UTC),
             finish_timeout_s=LIVE_FINISH_TIMEOUT_S)
         return self.current
 
@@ -163,20 +172,15 @@ class LiveRunner:
         self._pending_end = (datetime.now(UTC), reason)
 
     # -- the analysis loop ------------------------------------------------------------------
-    def _emit(self, ev: Event) -> None:
+    def _count(self, ev: Event) -> None:
         if isinstance(ev, Cue | Summary):
             self.cue_counts[ev.kind] += 1
-        self.publish(ev.to_json())
 
     async def _close(self, call: CallSession, reason: EndReason, ended_at: datetime) -> Summary:
-        """Finish the call (see :meth:`CallSession.finish`) and hand it to the archive.
-        Runs beside the next call: waiting for the recognizer never stalls new audio."""
-        summary = await call.finish(reason, ended_at)
-        if self.archive is not None:
-            self.archive.record(CallRecord(
-                call.call_id, call.lang, call.started_at, ended_at, summary.to_json(),
-                call.utterances))
-        return summary
+        """Finish the call (see :meth:`CallSession.finish`; its summary reaches the archive
+        through the recorder on the bus).  Runs beside the next call: waiting for the
+        recognizer never stalls new audio."""
+        return await call.finish(reason, ended_at)
 
     def _in_background(self, job: Any) -> None:
         task = asyncio.create_task(job)

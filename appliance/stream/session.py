@@ -2,11 +2,13 @@
 PBX stream.
 
 A :class:`CallSession` owns the call's :class:`~appliance.engine.call_engine.CallEngine`,
-its recognizer session (if any) and, when the site keeps transcripts, the call's utterances.
-It emits every event of the call through one callable, in order: ``call_started``, the cues
-(and ``transcript`` events when asked for), then at :meth:`finish` the recognizer's last
-words, the closing cues, ``call_ended`` with its reason, and the ``summary`` — built once,
-with the call's language and the recognizer's figures.
+and its recognizer session (if any).
+It emits every event of the call through one callable (an :class:`~appliance.stream.bus.
+EventBus` fans them out to the sinks), in order: ``call_started``, the cues (and
+``transcript`` events when asked for: ``--transcript``, or the site keeping transcripts),
+then at :meth:`finish` the recognizer's last words, the closing cues, ``call_ended`` with its
+reason, and the ``summary`` — built once, with the call's language and the recognizer's
+figures.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class CallSession:
     def __init__(self, cfg: Config, vad: SileroModel, emit: Callable[[Event], None], *,
                  call_id: str, lang: str, marks: Iterable[Mark] = (),
                  asr: Recognizer | None = None, transcripts: bool = False,
-                 keep_utterances: bool = False, agent_id: str | None = None,
+                 agent_id: str | None = None,
                  source: str = "", started_at: datetime | None = None,
                  finish_timeout_s: float | None = None) -> None:
         self.engine = CallEngine(cfg, vad, marks, call_id=call_id, lang=lang)
@@ -63,16 +65,15 @@ class CallSession:
         self.finish_timeout_s = finish_timeout_s
         """How long :meth:`finish` waits for the recognizer (None: until it is done)."""
         self.transcripts = transcripts
-        """Emit a ``transcript`` event per utterance (``--transcript``)."""
-        self.keep_utterances = keep_utterances
-        """Keep the utterances' JSON (digits masked) for the archive (transcript retention)."""
-        self.utterances: list[dict[str, Any]] = []
+        """Emit a ``transcript`` event per utterance (the text stays in memory; digit runs
+        are masked in its JSON)."""
         self.started_at = started_at or datetime.now(UTC)
         """Wall-clock start (for the archive); a file's call has none of its own."""
         self.ended_at: datetime | None = None
         self.summary: Summary | None = None
         self.end_reason: EndReason | None = None
-        wall = "" if started_at is None else _iso(started_at)
+        self._wall = started_at is not None
+        wall = _iso(started_at) if started_at is not None else ""
         emit(CallStarted(call_id, lang, agent_id=agent_id, source=source, started_at=wall))
 
     @property
@@ -102,14 +103,10 @@ class CallSession:
         for words, transcript in results:
             for cue in self.engine.add_words(words):
                 self.emit(cue)
-            if transcript is None or not (self.transcripts or self.keep_utterances):
-                continue
-            ev = TranscriptEvent(self.engine.t_s, transcript.party, transcript.text,
-                                 transcript.start_s, transcript.end_s, call_id=self.call_id)
-            if self.transcripts:
-                self.emit(ev)
-            if self.keep_utterances:  # masked in to_json; memory until the call ends
-                self.utterances.append(ev.to_json())
+            if transcript is not None and self.transcripts:
+                self.emit(TranscriptEvent(self.engine.t_s, transcript.party, transcript.text,
+                                          transcript.start_s, transcript.end_s,
+                                          call_id=self.call_id))
 
     async def finish(self, reason: EndReason, ended_at: datetime | None = None) -> Summary:
         """End the call: the recognizer's last words (waited for in a thread, so the next
@@ -125,7 +122,7 @@ class CallSession:
         for cue in cues:
             self.emit(cue)
         self.summary = summary
-        self.emit(CallEnded(self.call_id, self.engine.t_s, reason))
+        self.emit(CallEnded(self.call_id, self.engine.t_s, reason, self._ended_iso()))
         self.emit(summary)
         log.info("call ended", extra={"fields": {
             "call": self.call_id, "reason": reason, "audio_s": round(self.engine.t_s, 1),
@@ -141,9 +138,12 @@ class CallSession:
         self.ended_at = datetime.now(UTC)
         if self.asr is not None:
             await asyncio.to_thread(self.asr.finish, LIVE_FINISH_TIMEOUT_S)
-        self.emit(CallEnded(self.call_id, self.engine.t_s, reason))
+        self.emit(CallEnded(self.call_id, self.engine.t_s, reason, self._ended_iso()))
         log.info("call ended without speech: not summarised",
                  extra={"fields": {"call": self.call_id, "reason": reason}})
+
+    def _ended_iso(self) -> str:
+        return _iso(self.ended_at) if self._wall and self.ended_at is not None else ""
 
 
 def _iso(t: datetime) -> str:
