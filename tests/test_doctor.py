@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from appliance.asr.models import install_model
+from appliance.asr.model_install import install_model
 from appliance.audio import capture, devices
 from appliance.cli.app import main
 from appliance.config import AsrConfig, AudioConfig, DashboardConfig, StorageConfig

@@ -19,18 +19,17 @@ import pytest
 
 import appliance
 from appliance.asr import catalog
+from appliance.asr.model_install import install_model, remove_model
 from appliance.asr.models import (
     ENV_MODELS_DIR,
     MANIFEST,
     check_model,
     find_model,
     get_model,
-    install_model,
     lang_from_name,
     list_models,
     load_model,
     model_problems,
-    remove_model,
     resolve_models_dir,
 )
 from appliance.cli.app import main

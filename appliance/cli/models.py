@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from appliance.asr.catalog import CATALOG
+from appliance.asr.model_install import install_model, remove_model
 from appliance.asr.models import (
     InstalledModel,
     get_model,
-    install_model,
     list_models,
     model_problems,
-    remove_model,
     resolve_models_dir,
 )
 from appliance.config import load_config
