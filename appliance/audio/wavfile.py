@@ -27,7 +27,7 @@ import os
 import stat
 import struct
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -120,8 +120,6 @@ class WavReader:
             return
         if self.info.stream:
             raise ValueError(f"{self.info.name} is a stream and was read already")
-        align = self._fmt.block_align_bytes
-        remaining = self.info.n_frames
         try:
             f = open(self.info.path, "rb")  # noqa: SIM115 - closed by `with f` below
         except OSError as exc:
@@ -130,56 +128,55 @@ class WavReader:
             ) from exc
         with f:
             f.seek(self._data_offset)
-            while remaining > 0:
-                want = min(block_frames, remaining)
-                raw = f.read(want * align)
-                got = len(raw) // align
-                if got:
-                    yield decode(raw[: got * align], self._fmt)
-                remaining -= got
-                if got < want:
-                    logger.warning(
-                        "%s: file ended %d frames early while reading; delivered what was there",
-                        self.info.path,
-                        remaining,
-                    )
-                    return
+            missing, _, _ = yield from self._frames(f, self.info.n_frames, block_frames)
+        if missing:
+            logger.warning(
+                "%s: file ended %d frames early while reading; delivered what was there",
+                self.info.path,
+                missing,
+            )
 
     def _read_stream(self, f: BinaryIO, block_frames: int) -> Iterator[np.ndarray]:
-        align = self._fmt.block_align_bytes
         declared = self.info.declared_frames
-        remaining = declared if declared is not None else -1  # -1: to the end
-        delivered = 0
         try:
-            while remaining != 0:
-                want = block_frames if remaining < 0 else min(block_frames, remaining)
-                try:
-                    raw = f.read(want * align)
-                except OSError as exc:
-                    raise ApplianceError(INPUT_TRUNCATED, f"{self.info.name}: reading failed "
-                                         f"after {delivered} frames ({exc.strerror or exc})"
-                                         ) from exc
-                got = len(raw) // align
-                if got:
-                    yield decode(raw[: got * align], self._fmt)
-                    delivered += got
-                if remaining > 0:
-                    remaining -= got
-                if got < want:
-                    if len(raw) % align:
-                        logger.warning("%s: data ends with a partial frame (%d bytes); ignored",
-                                       self.info.name, len(raw) % align)
-                    if remaining > 0:
-                        logger.warning("%s: the stream ended %d frames before the size its "
-                                       "header declared; delivered what came", self.info.name,
-                                       remaining)
-                    break
+            try:
+                missing, partial, delivered = yield from self._frames(
+                    f, declared if declared is not None else -1, block_frames)
+            except OSError as exc:
+                raise ApplianceError(INPUT_TRUNCATED, f"{self.info.name}: reading failed "
+                                     f"({exc.strerror or exc})") from exc
+            if partial:
+                logger.warning("%s: data ends with a partial frame (%d bytes); ignored",
+                               self.info.name, partial)
+            if missing:
+                logger.warning("%s: the stream ended %d frames before the size its header "
+                               "declared; delivered what came", self.info.name, missing)
             if delivered == 0:
                 raise ApplianceError(INPUT_EMPTY, f"{self.info.name}: contains no audio "
                                      "(0 frames)")
         finally:
             if f is not _stdin():
                 f.close()
+
+    def _frames(self, f: BinaryIO, remaining: int,
+                block_frames: int) -> Generator[np.ndarray, None, tuple[int, int, int]]:
+        """Decoded blocks of at most ``block_frames`` frames read from ``f``: ``remaining``
+        frames, or to the end when it is -1.  Returns the frames still missing when ``f``
+        ended early, the bytes of a trailing partial frame, and the frames delivered."""
+        align = self._fmt.block_align_bytes
+        delivered = 0
+        while remaining != 0:
+            want = block_frames if remaining < 0 else min(block_frames, remaining)
+            raw = f.read(want * align)
+            got = len(raw) // align
+            if got:
+                yield decode(raw[: got * align], self._fmt)
+                delivered += got
+            if remaining > 0:
+                remaining -= got
+            if got < want:
+                return max(remaining, 0), len(raw) % align, delivered
+        return 0, 0, delivered
 
 
 def open_wav(path: Path | str) -> WavReader:
