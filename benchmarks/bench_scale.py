@@ -39,15 +39,13 @@ KEEP_UP_S = 0.5
 
 def _worker(calls: list[tuple[str, float]], start_wall: float, seconds: float,
             out: Any) -> None:
-    from appliance.audio.filesource import FileSource
     from appliance.config import Config
     from appliance.engine.call_engine import CallEngine
     from appliance.engine.vad import SileroModel
     from appliance.stream.bank import CallBank
+    from benchmarks.bench import _load
 
-    blocks = list(FileSource(DEMO, block_s=0.1).blocks())
-    agent = np.concatenate([b.agent for b in blocks])
-    customer = np.concatenate([b.customer for b in blocks])
+    agent, customer = _load(DEMO)
     n_total = len(agent) // BLOCK
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     model = SileroModel()

@@ -10,7 +10,6 @@ import argparse
 import asyncio
 import importlib.resources
 import logging
-import re
 import sys
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from appliance.cli.service import add_service_parsers, run_service
 from appliance.cli.summaries import add_summaries_parser, run_summaries
 from appliance.config import Config, defaults_toml, load_config
 from appliance.engine.marks import Mark
-from appliance.errors import CONFIG_INVALID, ApplianceError, shown
+from appliance.errors import ApplianceError
 from appliance.service.logs import setup_logging
 from appliance.sinks.output import JsonlWriter, TextWriter
 from appliance.stream.blocks import PartyBlock
@@ -127,9 +126,6 @@ class _Progress:
 def _analyze(args: argparse.Namespace) -> int:
     cfg: Config = load_config(args.config)
     lang = args.lang or cfg.language
-    if not re.fullmatch(r"[a-z]{2,3}", lang):
-        raise ApplianceError(CONFIG_INVALID,
-                             f"--lang {shown(lang)}: give a language code like en, de, fr")
     from appliance.asr.session import check_language
 
     check_language(lang, args.models_dir, cfg.asr)

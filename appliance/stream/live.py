@@ -123,10 +123,8 @@ class LiveRunner:
         """When and why the call is to end (closed at the next block)."""
         self._closing: set[asyncio.Task[Any]] = set()
         self._next_cfg: Config | None = None
-        self.idle = False
-        """Between calls: the last call ended by idle time; the line is watched for the
-        next (:class:`~appliance.stream.line.LineWatcher`)."""
         self._line: LineWatcher | None = None
+        """Between calls: what watches the line for the next one."""
         self.current = self._new_call()
 
     def _new_call(self) -> CallSession:
@@ -141,6 +139,11 @@ class LiveRunner:
             transcripts=keep, source=self.source_name, started_at=datetime.now(UTC),
             finish_timeout_s=LIVE_FINISH_TIMEOUT_S)
         return self.current
+
+    @property
+    def idle(self) -> bool:
+        """Between calls: the last call ended by idle time and the line is watched."""
+        return self._line is not None
 
     @property
     def engine(self) -> CallEngine:
@@ -176,13 +179,10 @@ class LiveRunner:
         if isinstance(ev, Cue | Summary):
             self.cue_counts[ev.kind] += 1
 
-    async def _close(self, call: CallSession, reason: EndReason, ended_at: datetime) -> Summary:
-        """Finish the call (see :meth:`CallSession.finish`; its summary reaches the archive
-        through the recorder on the bus).  Runs beside the next call: waiting for the
-        recognizer never stalls new audio."""
-        return await call.finish(reason, ended_at)
-
     def _in_background(self, job: Any) -> None:
+        """A call's end (its recognizer's last words, its summary, which reaches the archive
+        through the recorder on the bus) runs beside the next call: waiting for the
+        recognizer never stalls new audio."""
         task = asyncio.create_task(job)
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
@@ -192,12 +192,11 @@ class LiveRunner:
         which nobody spoke is dropped, not summarised) and the line is watched."""
         call = self.current
         if call.engine.heard_speech:
-            self._in_background(self._close(call, "idle", datetime.now(UTC)))
+            self._in_background(call.finish("idle", datetime.now(UTC)))
         else:
             self._in_background(call.discard("idle"))
         calls = call.engine.cfg.calls
         self._line = LineWatcher(calls.start_margin_db, calls.preroll_s)
-        self.idle = True
         log.info("line idle: waiting for the next call",
                  extra={"fields": {"call": call.call_id, "idle_s": round(call.engine.idle_s())}})
 
@@ -208,7 +207,6 @@ class LiveRunner:
         start = self._line.push(block)
         if not start:
             return
-        self.idle = False
         self._line = None
         self._new_call()
         for b in start:
@@ -220,7 +218,7 @@ class LiveRunner:
             log.info("call end (%s) on a call with no audio yet: ignored", reason,
                      extra={"fields": {"call": self.current.call_id}})
             return
-        self._in_background(self._close(self.current, reason, ended_at))
+        self._in_background(self.current.finish(reason, ended_at))
         self._new_call()
 
     async def finish_call(self, reason: EndReason = "end_key", *,
@@ -230,7 +228,7 @@ class LiveRunner:
         call, ended_at = self.current, datetime.now(UTC)
         if next_call:
             self._new_call()
-        return await self._close(call, reason, ended_at)
+        return await call.finish(reason, ended_at)
 
     async def analyse(self) -> None:
         """Blocks into the call in progress until the source ends (None): that call ends
