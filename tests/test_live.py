@@ -4,17 +4,16 @@ makes a hold, the end key closes the call, health and metrics report the counter
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from appliance.audio.filesource import FileSource
 from appliance.audio.replay import ReplaySource
 from appliance.config import Config, config_from_dict
 from appliance.engine.vad import SileroModel
 from appliance.stream.live import LiveRunner
+from tests.scripted import ScriptedSource
 
 DEMO = Path(__file__).resolve().parent.parent / "appliance" / "demo" / "demo_call.wav"
 
@@ -28,35 +27,6 @@ async def _run_for(runner: LiveRunner, seconds: float, actions=()) -> None:
     await asyncio.sleep(max(0.0, t0 + seconds - asyncio.get_running_loop().time()))
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
-
-
-class ScriptedSource:
-    """The demo's blocks as fast as the runner takes them (no wall clock), with key presses
-    at given audio times: what a desk does, without depending on the machine's speed."""
-
-    flowing = True
-
-    def __init__(self, actions: list[tuple[float, Callable[[], None]]]) -> None:
-        self.actions = sorted(actions, key=lambda a: a[0])
-        self.blocks = 0
-
-    def stats(self) -> dict[str, Any]:
-        return {"blocks": self.blocks, "input_overflows": 0, "reconnects": 0}
-
-    async def run(self, queue: Any) -> None:
-        for block in FileSource(DEMO, block_s=0.032).blocks():
-            if self.actions and block.t_s >= self.actions[0][0]:
-                for _ in range(10_000):  # a desk's queue is near empty when a key is pressed
-                    if not queue.qsize():
-                        break
-                    await asyncio.sleep(0)
-            while self.actions and block.t_s >= self.actions[0][0]:
-                self.actions.pop(0)[1]()
-            await queue.put(block)
-            self.blocks += 1
-        for _, action in self.actions:
-            action()
-        await queue.put(None)
 
 
 def test_replay_through_the_live_runner():

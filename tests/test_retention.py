@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from appliance.asr.worker import Transcript
-from appliance.audio.replay import ReplaySource
 from appliance.config import config_from_dict
 from appliance.engine.vad import SileroModel
 from appliance.events import WordEvent
 from appliance.sinks.archive import CallArchive
 from appliance.sinks.store.summaries import SummaryStore
 from appliance.stream.live import LiveRunner
+from tests.scripted import ScriptedSource
 
 DEMO = Path(__file__).resolve().parent.parent / "appliance" / "demo" / "demo_call.wav"
 SAID = "my card number is 4 5 5 6 7 8 9 0 and my phone is five five five one two three four"
@@ -52,17 +52,10 @@ class ScriptedAsr:
 def _one_call(state: Path, storage: dict[str, Any]) -> None:
     cfg = config_from_dict({"storage": {"state_dir": str(state), **storage}})
     archive = CallArchive(cfg.storage, {})
-    runner = LiveRunner(cfg, ReplaySource(DEMO, speed=30.0), SileroModel(),
-                        make_asr=ScriptedAsr, archive=archive)
-
-    async def go() -> None:
-        task = asyncio.create_task(runner.run())
-        await asyncio.sleep(1.0)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
+    runner = LiveRunner(cfg, ScriptedSource(), SileroModel(), make_asr=ScriptedAsr,
+                        archive=archive)
     archive.start()
-    asyncio.run(go())
+    asyncio.run(runner.run())  # the recording's end ends the call
     archive.close()
     assert archive.written == 1 and archive.failed == 0
 

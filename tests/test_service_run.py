@@ -20,6 +20,7 @@ from appliance.config import config_from_dict
 from appliance.engine.vad import SileroModel
 from appliance.stream.live import LiveRunner
 from appliance.stream.record import CallRecord
+from tests.scripted import ScriptedSource
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO = ROOT / "appliance" / "demo" / "demo_call.wav"
@@ -59,25 +60,29 @@ async def _run_for(runner: LiveRunner, seconds: float, actions=()) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
-def test_reload_applies_from_the_next_call_and_shutdown_keeps_the_call_in_progress() -> None:
+def test_reload_applies_from_the_next_call_and_every_call_is_archived() -> None:
     cfg = config_from_dict({})
     new = config_from_dict({"interruption": {"min_overlap_s": 2.5}})
     archive = FakeArchive()
     ticker = CountingTicker()
-    runner = LiveRunner(cfg, ReplaySource(DEMO, speed=20.0), SileroModel(),
-                        archive=archive, ticker=ticker)  # type: ignore[arg-type]
     engines: list[Any] = []
+    runner: LiveRunner
 
     def reload_now() -> None:
         engines.append(runner.engine)
         runner.reload(new)
 
-    asyncio.run(_run_for(runner, 2.2, [(0.3, reload_now), (1.2, runner.end_call)]))
+    # keys at audio times (not wall-clock times): reload at 3 s, End at 24 s (after the
+    # demo's interruption at ~15 s); the recording's end ends the second call
+    source = ScriptedSource([(3.0, reload_now), (24.0, lambda: runner.end_call())])
+    runner = LiveRunner(cfg, source, SileroModel(), archive=archive,  # type: ignore[arg-type]
+                        ticker=ticker)
+    asyncio.run(runner.run())
     first, = engines
     assert first.cfg.interruption.min_overlap_s == 0.6  # the call in progress kept its cfg
     assert runner.engine is not first and runner.engine.cfg is new
     assert runner.calls == 2
-    # the first call ended by the key, the second by the shutdown: both archived
+    # the first call ended by the key, the second with the recording: both archived
     assert [r.call_id for r in archive.records] == ["call-1", "call-2"]
     one, two = archive.records
     assert one.summary["kind"] == "summary" and one.summary["data"]["language"] == "en"
@@ -219,11 +224,22 @@ class SlowFinishAsr:
 
 def test_ending_a_call_never_stalls_the_analysis_of_the_next() -> None:
     archive = FakeArchive()
-    cfg = config_from_dict({"audio": {"queue_s": 2.0}})  # 2 s of audio = 0.4 s at 5x < 1 s
-    runner = LiveRunner(cfg, ReplaySource(DEMO, speed=5.0), SileroModel(),
-                        make_asr=SlowFinishAsr, archive=archive)  # type: ignore[arg-type]
-    asyncio.run(_run_for(runner, 2.0, [(0.4, runner.end_call)]))
-    assert runner.queue.dropped == 0  # the 1 s flush ran beside the new call
+    runner: LiveRunner
+    during_flush: list[float] = []
+
+    class SlowFlush(SlowFinishAsr):
+        def finish(self, timeout_s: float | None = None) -> list[Any]:
+            at_start = runner.engine.t_s
+            out = super().finish(timeout_s)
+            during_flush.append(runner.engine.t_s - at_start)  # call 2's audio meanwhile
+            return out
+
+    source = ScriptedSource([(8.0, lambda: runner.end_call())])
+    runner = LiveRunner(config_from_dict({}), source, SileroModel(), make_asr=SlowFlush,
+                        archive=archive)  # type: ignore[arg-type]
+    asyncio.run(runner.run())
+    # the first call's 1 s flush ran in a thread: the next call was analysed meanwhile
+    assert during_flush[0] > 1.0
     assert [r.call_id for r in archive.records] == ["call-1", "call-2"]
     assert archive.records[0].summary["data"]["asr"] == {"slow": True}
     assert archive.records[0].ended_at <= archive.records[1].started_at
