@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import queue
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from appliance.asr.gate import TimeMap
+from appliance.asr.pool import Lane, RecognizerPool
 from appliance.events import Party, WordEvent
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,9 @@ def vosk_recognizer_factory(model: Any, sample_rate_hz: int = 16000) -> Callable
 
 
 class RecognizerWorker:
+    """One call's recognizers (one per party), decoded on a :class:`RecognizerPool`: the
+    process's shared pool, or a private one-thread pool when none is given."""
+
     def __init__(
         self,
         make_recognizer: Callable[[], Recognizer],
@@ -85,43 +88,39 @@ class RecognizerWorker:
         queue_items: int,
         block_when_full: bool,
         result_items: int = 4096,
+        pool: RecognizerPool | None = None,
     ) -> None:
         self._recs: dict[Party, Recognizer] = {p: make_recognizer() for p in parties}
         self._maps: dict[Party, TimeMap] = {p: TimeMap() for p in parties}
-        self._in: queue.Queue[_Item | None] = queue.Queue(maxsize=queue_items)
-        self._out: queue.Queue[Result] = queue.Queue(
-            maxsize=result_items
-        )
+        self._out: queue.Queue[Result] = queue.Queue(maxsize=result_items)
         self._block = block_when_full
-        self._thread = threading.Thread(target=self._run, name="recognizer", daemon=True)
+        self._own_pool = pool is None
+        self._pool = pool if pool is not None else RecognizerPool(1, queue_items)
+        self._lanes: dict[Party, Lane] = {p: self._pool.lane(p, self._timed_feed)
+                                          for p in parties}
         self.dropped_items = 0
         self.decode_cpu_s = 0.0
         self.fed_s: dict[Party, float] = dict.fromkeys(parties, 0.0)
         self.words: dict[Party, int] = dict.fromkeys(parties, 0)
-        self.error: BaseException | None = None
-        self._thread.start()
 
     @property
     def parties(self) -> tuple[Party, ...]:
         return tuple(self._recs)
 
+    @property
+    def error(self) -> BaseException | None:
+        """The first recognizer failure of this call (its lane stopped; the call goes on)."""
+        return next((ln.error for ln in self._lanes.values() if ln.error is not None), None)
+
     def submit(self, party: Party, t_s: float, pcm: np.ndarray, end_of_segment: bool) -> bool:
-        """Queue gated audio; False (and a counted drop) when a live queue is full."""
-        if party not in self._recs:
+        """Queue gated audio; False (and a counted drop) when a live pool is full."""
+        lane = self._lanes.get(party)
+        if lane is None:
             return True
-        item = _Item(party, t_s, pcm, end_of_segment)
-        if self._block:
-            self._in.put(item)
+        if self._pool.submit(lane, _Item(party, t_s, pcm, end_of_segment), block=self._block):
             return True
-        try:
-            self._in.put_nowait(item)
-            return True
-        except queue.Full:
-            self.dropped_items += 1
-            if self.dropped_items == 1 or self.dropped_items % 100 == 0:
-                log.warning("speech recognition is behind: %d audio blocks dropped",
-                            self.dropped_items)
-            return False
+        self.dropped_items += 1
+        return False
 
     def poll(self) -> list[Result]:
         """Results ready so far (never blocks)."""
@@ -133,31 +132,29 @@ class RecognizerWorker:
                 return out
 
     def close(self, timeout_s: float | None = None) -> list[Result]:
-        """Finalise every party, stop the thread, and return the remaining results."""
-        for p in self._recs:
-            self._in.put(_Item(p, 0.0, np.zeros(0, np.int16), True))
-        self._in.put(None)
+        """Finalise every party, wait for its lane (at most ``timeout_s``), and return the
+        remaining results."""
+        for p, lane in self._lanes.items():
+            self._pool.close(lane, _Item(p, 0.0, np.zeros(0, np.int16), True))
         results: list[Result] = []
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while self._thread.is_alive():
-            results += self.poll()
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            self._thread.join(0.05 if left is None else min(0.05, left))
-            if deadline is not None and time.monotonic() >= deadline:
-                log.warning("speech recognition did not finish in %.0f s", timeout_s)
-                break
+        for lane in self._lanes.values():
+            while not lane.done.wait(0.05):
+                results += self.poll()
+                if deadline is not None and time.monotonic() >= deadline:
+                    log.warning("speech recognition did not finish in %.0f s", timeout_s)
+                    break
+        if self._own_pool:
+            self._pool.stop()
         return results + self.poll()
 
-    # -- the worker thread -------------------------------------------------------------
-    def _run(self) -> None:
+    # -- on a pool thread --------------------------------------------------------------
+    def _timed_feed(self, item: _Item) -> None:
+        t0 = time.thread_time()
         try:
-            while (item := self._in.get()) is not None:
-                t0 = time.thread_time()
-                self._feed(item)
-                self.decode_cpu_s += time.thread_time() - t0
-        except BaseException as exc:  # a recognizer failure must not take the box down
-            self.error = exc
-            log.error("speech recognition stopped: %s", type(exc).__name__)
+            self._feed(item)
+        finally:
+            self.decode_cpu_s += time.thread_time() - t0
 
     def _feed(self, item: _Item) -> None:
         rec = self._recs[item.party]
