@@ -32,7 +32,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "engine": ("test_corpus", "test_corpus_real", "test_engine", "test_quality",
                "test_quality_real", "test_session"),
     "e2e": ("test_asr", "test_asr_cli", "test_cli", "test_dashboard", "test_health",
-            "test_live", "test_models", "test_retention", "test_service_run",
+            "test_live", "test_models", "test_retention", "test_service_run", "test_shards",
             "test_summaries_cli"),
     "system": ("test_capture", "test_dashboard_e2e", "test_doctor", "test_install_service",
                "test_privacy", "test_service_unit"),

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from appliance.asr.gate import SpeechGate
+from appliance.asr.pool import RecognizerPool
 from appliance.asr.worker import Recognizer, RecognizerWorker, Result
 from appliance.config import AsrConfig
 from appliance.engine.conversation import FrameContext
@@ -71,6 +72,7 @@ class AsrSession:
         *,
         block_when_full: bool,
         parties: Sequence[Party] | None = None,
+        pool: RecognizerPool | None = None,
     ) -> None:
         self.parties: tuple[Party, ...] = tuple(parties) if parties is not None else (
             PARTIES if cfg.customer else ("agent",)
@@ -79,7 +81,7 @@ class AsrSession:
                                      cfg.segment_gap_s) for p in self.parties}
         queue_items = max(4, round(cfg.queue_s / FRAME_S))
         self.worker = RecognizerWorker(make_recognizer, self.parties, queue_items=queue_items,
-                                       block_when_full=block_when_full)
+                                       block_when_full=block_when_full, pool=pool)
 
     def tap(self, ctx: FrameContext, window: np.ndarray) -> None:
         """The engine's per-frame tap: gate each party's frame into the worker."""

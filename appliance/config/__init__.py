@@ -32,12 +32,13 @@ from appliance.config.schema import (
     ToneConfig,
     VadConfig,
     WordsConfig,
+    WorkersConfig,
 )
 
 __all__ = [
     "LOG_LEVELS", "MAX_CONFIG_CHARS", "MAX_KEY_DEPTH", "SECRET_KEYS", "AsrConfig",
     "AudioConfig", "CallsConfig", "Config", "DashboardConfig", "DeadAirConfig", "HoldConfig",
     "InterruptionConfig", "LoggingConfig", "RateConfig", "StorageConfig", "TalkRatioConfig",
-    "ToneConfig", "VadConfig", "WordsConfig", "config_from_dict", "defaults_toml",
+    "ToneConfig", "VadConfig", "WordsConfig", "WorkersConfig", "config_from_dict", "defaults_toml",
     "is_loopback", "load_config",
 ]

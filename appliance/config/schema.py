@@ -265,6 +265,23 @@ class CallsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkersConfig:
+    processes: int = _f(0, 0, 256)
+    """Worker processes that analyse the box's calls when it carries many (a PBX tap); 0:
+    one per core.  Each loads its own Silero session (about 20 MiB) and its own speech
+    models."""
+    recognizer_threads: int = _f(1, 1, 64)
+    """Speech recognizer threads per worker, shared by the worker's calls (agent audio
+    first; when they fall behind, customer audio is dropped first and counted)."""
+    max_calls: int = _f(0, 0, 100000)
+    """Calls one worker takes at most (0: no limit); a call beyond every worker's limit
+    is refused with ``calls.full``."""
+    max_restarts: int = _f(5, 0, 1000)
+    """A worker that dies is started again this many times in the service's life, then
+    the box reports itself unhealthy."""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration; each section is a TOML table of the same name."""
 
@@ -284,3 +301,4 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
+    workers: WorkersConfig = field(default_factory=WorkersConfig)

@@ -23,7 +23,15 @@ from appliance.config import Config
 from appliance.engine.call_engine import CallEngine
 from appliance.engine.marks import Mark
 from appliance.engine.vad import SileroModel
-from appliance.events import CallEnded, CallStarted, EndReason, Event, Summary, TranscriptEvent
+from appliance.events import (
+    CallEnded,
+    CallStarted,
+    Cue,
+    EndReason,
+    Event,
+    Summary,
+    TranscriptEvent,
+)
 from appliance.stream.blocks import PartyBlock
 
 log = logging.getLogger(__name__)
@@ -91,7 +99,12 @@ class CallSession:
 
     def push(self, block: PartyBlock) -> None:
         """Analyse one block; its cues (and the recognizer's words that came back) go out."""
-        for cue in self.engine.push(block.agent, block.customer):
+        self.deliver(self.engine.push(block.agent, block.customer))
+
+    def deliver(self, cues: list[Cue]) -> None:
+        """Emit cues the engine gave (directly, or stepped by a bank with other calls), then
+        the recognizer's words that came back meanwhile."""
+        for cue in cues:
             self.emit(cue)
         if self.asr is not None:
             self._apply(self.asr.poll())

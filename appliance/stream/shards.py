@@ -1,0 +1,293 @@
+"""Many calls over worker processes: the runner keyed by call id.
+
+A PBX carries dozens to hundreds of calls at once.  :class:`ShardPool` spreads them over
+worker processes (default: one per core; :mod:`appliance.stream.shard_worker`), each with
+its own Silero session, its own bank (Silero batched over the shard's calls) and its own
+recognizer pool.  The parent owns everything else — the event bus and through it the
+dashboard, the store and the metrics — and only routes: ``open_call`` places a call on the
+least-loaded worker, ``push`` sends its blocks there (a full command queue drops the block
+and counts it), ``end_call`` ends it.  Every event of every call comes back in order and is
+emitted on the parent's ``emit``.
+
+A worker that dies does not take the box down: its calls are closed at once with what was
+analysed (an ``error`` event with code ``worker.crashed``, ``call_ended`` with reason
+``error`` and a summary of the cues so far, marked ``incomplete``), and the worker is
+started again (at most ``max_restarts`` times; then the pool reports itself unhealthy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing as mp
+import os
+import queue
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from appliance.config import Config
+from appliance.engine.marks import Mark
+from appliance.errors import (
+    CALL_EXISTS,
+    CALL_UNKNOWN,
+    CALLS_FULL,
+    WORKER_CRASHED,
+    ApplianceError,
+)
+from appliance.events import CallEnded, EndReason, ErrorEvent, Event, Summary
+from appliance.stream.blocks import PartyBlock
+from appliance.stream.shard_worker import worker_main
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT_S = 120.0
+"""How long a starting worker may take to load its models."""
+POLL_S = 0.25
+"""How often a worker's result reader looks whether its process is still alive."""
+
+
+@dataclass
+class _Call:
+    lang: str
+    t_s: float = 0.0
+    cues: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Worker:
+    index: int
+    proc: Any
+    commands: Any
+    results: Any
+    ready: asyncio.Event
+    calls: dict[str, _Call] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    dropped_blocks: int = 0
+    alive: bool = False
+    generation: int = 0
+
+
+class ShardPool:
+    """The box's calls over worker processes.  Drive it from one event loop."""
+
+    def __init__(self, cfg: Config, emit: Callable[[Event], None], *,
+                 processes: int | None = None, recognizer_threads: int | None = None,
+                 models_dir: Path | None = None, queue_blocks: int = 4096,
+                 max_calls: int | None = None, max_restarts: int | None = None,
+                 start_method: str = "spawn") -> None:
+        w = cfg.workers
+        self.cfg = cfg
+        self.emit = emit
+        self.processes = processes or w.processes or os.cpu_count() or 1
+        self.recognizer_threads = recognizer_threads or w.recognizer_threads
+        self.max_calls = max_calls if max_calls is not None else w.max_calls
+        self.max_restarts = max_restarts if max_restarts is not None else w.max_restarts
+        self.models_dir = models_dir
+        self.queue_blocks = queue_blocks
+        self._ctx: Any = mp.get_context(start_method)
+        self._workers: list[_Worker] = []
+        self._where: dict[str, _Worker] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+        self.restarts = 0
+        self.crashes = 0
+        self.unknown_call_blocks = 0
+        self.refused_calls = 0
+
+    # -- lifecycle -----------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start every worker and wait until each has loaded its models."""
+        self._loop = asyncio.get_running_loop()
+        self._workers = [self._spawn(i) for i in range(self.processes)]
+        await self._wait_ready(self._workers)
+
+    async def _wait_ready(self, workers: Iterable[_Worker]) -> None:
+        try:
+            await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in workers)),
+                                   READY_TIMEOUT_S)
+        except TimeoutError:
+            raise ApplianceError(WORKER_CRASHED, "an analysis worker did not start within "
+                                 f"{READY_TIMEOUT_S:.0f} s (see the log above)") from None
+
+    def _spawn(self, index: int, generation: int = 0) -> _Worker:
+        commands = self._ctx.Queue(self.queue_blocks)
+        results = self._ctx.Queue(self.queue_blocks)
+        proc = self._ctx.Process(
+            target=worker_main, name=f"appliance-shard-{index}", daemon=True,
+            args=(index, self.cfg, commands, results,
+                  str(self.models_dir) if self.models_dir else None, self.recognizer_threads))
+        proc.start()
+        w = _Worker(index, proc, commands, results, asyncio.Event(), generation=generation)
+        threading.Thread(target=self._read, args=(w,), name=f"shard-{index}-results",
+                         daemon=True).start()
+        return w
+
+    async def stop(self) -> None:
+        """End every open call (``service_stop``, each with its summary) and stop the
+        workers."""
+        self._stopping = True
+        for w in self._workers:
+            for call_id in list(w.calls):
+                self.end_call(call_id, "service_stop")
+            self._send(w, ("stop",), block=True)
+        for w in self._workers:
+            await asyncio.to_thread(w.proc.join, READY_TIMEOUT_S)
+            if w.proc.is_alive():
+                w.proc.kill()
+        # events the workers sent last are already queued on the loop
+        await asyncio.sleep(0)
+
+    # -- calls ---------------------------------------------------------------------------
+    def open_call(self, call_id: str, *, lang: str | None = None, agent_id: str | None = None,
+                  source: str = "", started_at: datetime | None = None,
+                  marks: Iterable[Mark] = ()) -> int:
+        """Start a call on the least-loaded worker; returns the worker's index."""
+        if call_id in self._where:
+            raise ApplianceError(CALL_EXISTS, f"call {call_id!r} is open already")
+        live = [w for w in self._workers if w.alive]
+        if self.max_calls:
+            live = [w for w in live if len(w.calls) < self.max_calls]
+        if not live:
+            self.refused_calls += 1
+            raise ApplianceError(CALLS_FULL, "no analysis worker can take another call "
+                                 f"({len(self._where)} calls open)")
+        w = min(live, key=lambda x: (len(x.calls), x.index))
+        lang = lang or self.cfg.language
+        w.calls[call_id] = _Call(lang)
+        self._where[call_id] = w
+        self._send(w, ("open", call_id, lang, agent_id, source,
+                       started_at or datetime.now(UTC), list(marks)), block=True)
+        return w.index
+
+    def push(self, call_id: str, block: PartyBlock) -> bool:
+        """Send a block of the call to its worker; False when it was dropped (an unknown
+        call, or the worker's queue is full), counted either way."""
+        w = self._where.get(call_id)
+        if w is None:
+            self.unknown_call_blocks += 1
+            return False
+        return self._send(w, ("audio", call_id, block))
+
+    def add_mark(self, call_id: str, mark: Mark) -> None:
+        w = self._where.get(call_id)
+        if w is None:
+            raise ApplianceError(CALL_UNKNOWN, f"no open call {call_id!r}")
+        self._send(w, ("mark", call_id, mark), block=True)
+
+    def end_call(self, call_id: str, reason: EndReason = "api") -> bool:
+        """End the call (its worker emits the closing cues, ``call_ended`` and the
+        summary); False when no such call is open."""
+        w = self._where.pop(call_id, None)
+        if w is None:
+            return False
+        self._send(w, ("end", call_id, reason), block=True)
+        return True
+
+    @property
+    def open_calls(self) -> dict[str, int]:
+        """Open calls and the index of the worker each runs on."""
+        return {cid: w.index for cid, w in self._where.items()}
+
+    def _send(self, w: _Worker, cmd: tuple[Any, ...], *, block: bool = False) -> bool:
+        try:
+            if block:
+                w.commands.put(cmd, timeout=5.0)
+            else:
+                w.commands.put_nowait(cmd)
+            return True
+        except (queue.Full, ValueError, OSError):  # full, or the worker's queue is gone
+            w.dropped_blocks += 1
+            return False
+
+    # -- results (reader threads hand everything to the loop) ----------------------------
+    def _read(self, w: _Worker) -> None:
+        loop = self._loop
+        assert loop is not None
+        while True:
+            try:
+                msg = w.results.get(timeout=POLL_S)
+            except queue.Empty:
+                if w.proc.exitcode is not None:
+                    loop.call_soon_threadsafe(self._exited, w)
+                    return
+                continue
+            except (EOFError, OSError, ValueError):
+                loop.call_soon_threadsafe(self._exited, w)
+                return
+            loop.call_soon_threadsafe(self._on_message, w, msg)
+            if msg[0] == "stopped":
+                return
+
+    def _on_message(self, w: _Worker, msg: tuple[Any, ...]) -> None:
+        kind = msg[0]
+        if kind == "event":
+            self.emit(msg[1])
+        elif kind == "progress":
+            call = w.calls.get(msg[1])
+            if call is not None:
+                call.t_s, call.cues = msg[2], msg[3]
+        elif kind == "closed":
+            w.calls.pop(msg[1], None)
+        elif kind == "stats":
+            w.stats = msg[1]
+        elif kind == "ready":
+            w.alive = True
+            w.ready.set()
+            log.info("analysis worker %d ready (pid %d)", w.index, msg[1])
+
+    def _exited(self, w: _Worker) -> None:
+        w.alive = False
+        if self._stopping and w.proc.exitcode == 0:
+            return
+        self.crashes += 1
+        log.error("analysis worker %d stopped (exit code %s) with %d calls",
+                  w.index, w.proc.exitcode, len(w.calls))
+        for call_id, call in list(w.calls.items()):
+            self._close_lost(call_id, call, w.proc.exitcode)
+        w.calls.clear()
+        if self._stopping:
+            return
+        if self.restarts >= self.max_restarts:
+            log.error("analysis worker %d not restarted: %d restarts already", w.index,
+                      self.restarts)
+            return
+        self.restarts += 1
+        fresh = self._spawn(w.index, w.generation + 1)
+        self._workers[w.index] = fresh
+
+    def _close_lost(self, call_id: str, call: _Call, exitcode: int | None) -> None:
+        """A call whose worker died: closed with what was analysed."""
+        if self._where.get(call_id) is not None:
+            del self._where[call_id]
+        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        self.emit(ErrorEvent(call.t_s, WORKER_CRASHED, "the analysis worker of this call "
+                             f"stopped (exit code {exitcode}); the call is closed with what "
+                             "was analysed", call_id=call_id))
+        self.emit(CallEnded(call_id, call.t_s, "error", now))
+        self.emit(Summary(call.t_s, {"duration_s": round(call.t_s, 2), "language": call.lang,
+                                     "cues": dict(sorted(call.cues.items())),
+                                     "incomplete": True}, call_id=call_id))
+
+    # -- health and figures --------------------------------------------------------------
+    @property
+    def healthy(self) -> bool:
+        return bool(self._workers) and all(w.alive for w in self._workers)
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Per worker: its figures (from the worker) and the parent's counters."""
+        return [{"worker": w.index, "alive": w.alive, "calls": len(w.calls),
+                 "dropped_blocks": w.dropped_blocks, "generation": w.generation,
+                 "frames": w.stats.get("frames", 0),
+                 "calls_opened": w.stats.get("calls_opened", 0),
+                 "queue_depth": _qsize(w.commands)} for w in self._workers]
+
+
+def _qsize(q: Any) -> int:
+    try:
+        return int(q.qsize())
+    except (NotImplementedError, OSError, ValueError):
+        return 0
