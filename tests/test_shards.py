@@ -157,3 +157,28 @@ def test_calls_beyond_every_workers_limit_are_refused():
         await pool.stop()
 
     asyncio.run(go())
+
+
+def test_a_call_ended_with_audio_not_yet_analysed_keeps_all_of_it(silero):
+    """In the worker: the end of a call comes behind its last blocks in the same queue;
+    whatever was fed and not yet analysed is analysed and its cues emitted before the
+    call's end (run in this process, without the queues)."""
+    from appliance.stream.shard_worker import Shard
+
+    sent: list[tuple[Any, ...]] = []
+    expected = _file_cues()
+
+    async def go() -> None:
+        shard = Shard(0, CFG, sent.append, vad=silero)
+        marks = load_marks(DEMO / "demo_marks.jsonl")
+        shard.handle(("open", "x", "en", None, "test", None, marks))
+        shard.handle(("audio", [("x", b) for b in _blocks()]))  # nothing analysed yet
+        shard.handle(("audio", [("nobody", _blocks()[0])]))
+        shard.handle(("end", "x", "source_closed"))
+        await shard.close_all()
+
+    asyncio.run(go())
+    lines = [m[1].to_json() for m in sent if m[0] == "event"]
+    assert _cues(lines, "x") == expected
+    assert [e["kind"] for e in lines[-2:]] == ["call_ended", "summary"]
+    assert ("closed", "x") in sent

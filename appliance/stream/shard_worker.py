@@ -9,9 +9,12 @@ shard), decodes speech on one :class:`~appliance.asr.pool.RecognizerPool` shared
 Commands (tuples, cheap to pickle):
 
 * ``("open", call_id, lang, agent_id, source, started_at, marks)``
-* ``("audio", call_id, PartyBlock)``
+* ``("audio", [(call_id, PartyBlock), …])`` — the blocks the parent gathered in one turn
+  of its event loop, for any of the shard's calls
 * ``("mark", call_id, Mark)``
 * ``("end", call_id, reason)``
+* ``("ping", token)`` — answered with ``("pong", token, stats)`` once everything sent
+  before it has been analysed (how far behind the shard is)
 * ``("stop",)``
 
 Messages back: ``("ready", pid)``, ``("event", Event)``, ``("progress", call_id, t_s,
@@ -25,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import resource
 import threading
 import time
 from collections.abc import Callable
@@ -71,11 +75,15 @@ class Shard:
         """Apply one command; False when it was ``stop``."""
         op = cmd[0]
         if op == "audio":
-            s = self.sessions.get(cmd[1])
-            if s is None:
-                self.unknown_call_blocks += 1
-                return True
-            s.engine.feed(cmd[2].agent, cmd[2].customer)
+            for call_id, block in cmd[1]:
+                s = self.sessions.get(call_id)
+                if s is None:
+                    self.unknown_call_blocks += 1
+                else:
+                    s.engine.feed(block.agent, block.customer)
+        elif op == "ping":
+            self.analyse()
+            self.send(("pong", cmd[1], self.stats()))
         elif op == "open":
             self._open(*cmd[1:])
         elif op == "mark":
@@ -104,10 +112,10 @@ class Shard:
         self.calls_opened += 1
 
     def _end(self, call_id: str, reason: Any) -> None:
-        s = self.sessions.pop(call_id, None)
-        if s is None:
+        if call_id not in self.sessions:
             return
         self.analyse()  # what was fed before the end belongs to the call
+        s = self.sessions.pop(call_id)
         self.bank.remove(call_id)
         self._progress_at.pop(call_id, None)
         task = asyncio.get_running_loop().create_task(self._finish(s, reason))
@@ -144,7 +152,9 @@ class Shard:
     def stats(self) -> dict[str, Any]:
         return {"worker": self.index, "pid": os.getpid(), "calls": len(self.sessions),
                 "calls_opened": self.calls_opened, "frames": self.frames,
-                "unknown_call_blocks": self.unknown_call_blocks}
+                "unknown_call_blocks": self.unknown_call_blocks,
+                "cpu_s": time.process_time(),
+                "rss_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
     async def close_all(self) -> None:
         for cid in list(self.sessions):

@@ -69,6 +69,7 @@ class _Worker:
     dropped_blocks: int = 0
     alive: bool = False
     generation: int = 0
+    outbox: list[tuple[str, PartyBlock]] = field(default_factory=list)
 
 
 class ShardPool:
@@ -93,6 +94,10 @@ class ShardPool:
         self._where: dict[str, _Worker] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self._flush_due = False
+        self._start_failed = asyncio.Event()
+        self._pings: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._ping_seq = 0
         self.restarts = 0
         self.crashes = 0
         self.unknown_call_blocks = 0
@@ -106,12 +111,20 @@ class ShardPool:
         await self._wait_ready(self._workers)
 
     async def _wait_ready(self, workers: Iterable[_Worker]) -> None:
-        try:
-            await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in workers)),
-                                   READY_TIMEOUT_S)
-        except TimeoutError:
-            raise ApplianceError(WORKER_CRASHED, "an analysis worker did not start within "
-                                 f"{READY_TIMEOUT_S:.0f} s (see the log above)") from None
+        ready = asyncio.ensure_future(asyncio.gather(*(w.ready.wait() for w in workers)))
+        failed = asyncio.ensure_future(self._start_failed.wait())
+        done, _ = await asyncio.wait({ready, failed}, timeout=READY_TIMEOUT_S,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        ready.cancel()
+        failed.cancel()
+        if ready not in done:
+            self._stopping = True
+            for w in self._workers:
+                w.proc.kill()
+            why = ("stopped while loading its models" if failed in done
+                   else f"did not start within {READY_TIMEOUT_S:.0f} s")
+            raise ApplianceError(WORKER_CRASHED, f"an analysis worker {why} (see the log "
+                                 "above)")
 
     def _spawn(self, index: int, generation: int = 0) -> _Worker:
         commands = self._ctx.Queue(self.queue_blocks)
@@ -165,12 +178,53 @@ class ShardPool:
 
     def push(self, call_id: str, block: PartyBlock) -> bool:
         """Send a block of the call to its worker; False when it was dropped (an unknown
-        call, or the worker's queue is full), counted either way."""
+        call, or the worker's queue is full), counted either way.
+
+        Blocks pushed in one turn of the event loop travel to each worker as one message
+        (sent at the end of the turn, or before any other command to that worker)."""
         w = self._where.get(call_id)
         if w is None:
             self.unknown_call_blocks += 1
             return False
-        return self._send(w, ("audio", call_id, block))
+        if not w.outbox and _full(w.commands):
+            w.dropped_blocks += 1
+            return False
+        w.outbox.append((call_id, block))
+        if not self._flush_due:
+            self._flush_due = True
+            asyncio.get_running_loop().call_soon(self._flush_all)
+        return True
+
+    def _flush_all(self) -> None:
+        self._flush_due = False
+        for w in self._workers:
+            self._flush(w)
+
+    def _flush(self, w: _Worker) -> None:
+        if w.outbox:
+            batch, w.outbox = w.outbox, []
+            if not self._send(w, ("audio", batch)):
+                w.dropped_blocks += len(batch) - 1  # _send counted one
+
+    async def ping(self) -> list[float]:
+        """Per worker, the seconds until it has analysed everything sent before the ping
+        (how far behind real time it runs)."""
+        loop = asyncio.get_running_loop()
+        waits = []
+        for w in self._workers:
+            if not w.alive:
+                continue
+            self._ping_seq += 1
+            fut: asyncio.Future[dict[str, Any]] = loop.create_future()
+            self._pings[self._ping_seq] = fut
+            t0 = loop.time()
+            self._send(w, ("ping", self._ping_seq), block=True)
+            waits.append((t0, fut))
+        out = []
+        for t0, fut in waits:
+            await asyncio.wait_for(fut, READY_TIMEOUT_S)
+            out.append(fut.result()["answered_at"] - t0)
+        return out
 
     def add_mark(self, call_id: str, mark: Mark) -> None:
         w = self._where.get(call_id)
@@ -193,6 +247,8 @@ class ShardPool:
         return {cid: w.index for cid, w in self._where.items()}
 
     def _send(self, w: _Worker, cmd: tuple[Any, ...], *, block: bool = False) -> bool:
+        if cmd[0] != "audio":
+            self._flush(w)  # the call's blocks go before its other commands
         try:
             if block:
                 w.commands.put(cmd, timeout=5.0)
@@ -234,6 +290,11 @@ class ShardPool:
             w.calls.pop(msg[1], None)
         elif kind == "stats":
             w.stats = msg[1]
+        elif kind == "pong":
+            w.stats = msg[2]
+            fut = self._pings.pop(msg[1], None)
+            if fut is not None and not fut.done():
+                fut.set_result({**msg[2], "answered_at": asyncio.get_running_loop().time()})
         elif kind == "ready":
             w.alive = True
             w.ready.set()
@@ -241,7 +302,13 @@ class ShardPool:
 
     def _exited(self, w: _Worker) -> None:
         w.alive = False
+        w.outbox.clear()
         if self._stopping and w.proc.exitcode == 0:
+            return
+        if not w.ready.is_set():  # it never started: starting it again would loop
+            log.error("analysis worker %d stopped while starting (exit code %s)", w.index,
+                      w.proc.exitcode)
+            self._start_failed.set()
             return
         self.crashes += 1
         log.error("analysis worker %d stopped (exit code %s) with %d calls",
@@ -281,9 +348,17 @@ class ShardPool:
         """Per worker: its figures (from the worker) and the parent's counters."""
         return [{"worker": w.index, "alive": w.alive, "calls": len(w.calls),
                  "dropped_blocks": w.dropped_blocks, "generation": w.generation,
-                 "frames": w.stats.get("frames", 0),
+                 "frames": w.stats.get("frames", 0), "cpu_s": w.stats.get("cpu_s", 0.0),
+                 "rss_peak_mib": w.stats.get("rss_peak_mib", 0.0),
                  "calls_opened": w.stats.get("calls_opened", 0),
                  "queue_depth": _qsize(w.commands)} for w in self._workers]
+
+
+def _full(q: Any) -> bool:
+    try:
+        return bool(q.full())
+    except (NotImplementedError, OSError, ValueError):
+        return False
 
 
 def _qsize(q: Any) -> int:
