@@ -111,8 +111,9 @@ class ShardPool:
         await self._wait_ready(self._workers)
 
     async def _wait_ready(self, workers: Iterable[_Worker]) -> None:
-        ready = asyncio.ensure_future(asyncio.gather(*(w.ready.wait() for w in workers)))
-        failed = asyncio.ensure_future(self._start_failed.wait())
+        ready: asyncio.Future[Any] = asyncio.ensure_future(
+            asyncio.gather(*(w.ready.wait() for w in workers)))
+        failed: asyncio.Future[Any] = asyncio.ensure_future(self._start_failed.wait())
         done, _ = await asyncio.wait({ready, failed}, timeout=READY_TIMEOUT_S,
                                      return_when=asyncio.FIRST_COMPLETED)
         ready.cancel()
