@@ -102,3 +102,42 @@ def test_language_without_a_model_runs_acoustic_cues(models_dir, ko_call, capsys
     out, _ = capsys.readouterr()
     assert code == 0 and "appliance models install" in caplog.text
     assert json.loads(out.splitlines()[-1])["kind"] == "summary"
+
+
+def test_calls_on_a_worker_share_its_recognizer_pool(models_dir, ko_call):
+    """Two Korean calls on one worker process: both are recognised on the worker's one
+    recognizer thread (its shared pool), and their summaries say so."""
+    import asyncio
+
+    from appliance.audio.filesource import FileSource
+    from appliance.config import config_from_dict
+    from appliance.stream.shards import ShardPool
+
+    lines: list[dict] = []
+    blocks = list(FileSource(ko_call, block_s=0.032).blocks())
+
+    async def go() -> None:
+        pool = ShardPool(config_from_dict({}), lambda ev: lines.append(ev.to_json()),
+                         processes=1, recognizer_threads=1, models_dir=models_dir,
+                         finish_timeout_s=None)  # every word, as for a file
+        await pool.start()
+        for cid in ("k1", "k2"):
+            pool.open_call(cid, lang="ko")
+        for block in blocks:
+            for cid in ("k1", "k2"):
+                assert pool.push(cid, block)
+            await asyncio.sleep(0)
+        for cid in ("k1", "k2"):
+            pool.end_call(cid, "source_closed")
+        async with asyncio.timeout(300):
+            while sum(e["kind"] == "summary" for e in lines) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)  # the summaries come from the other process
+        await pool.stop()
+
+    asyncio.run(go())
+    for cid in ("k1", "k2"):
+        summary = next(e for e in lines if e["call_id"] == cid and e["kind"] == "summary")
+        asr = summary["data"]["asr"]
+        assert asr["words"]["agent"] >= 5 and asr["error"] is None, asr
+        assert asr["dropped_blocks"] == 0, asr  # the pool had room for both calls
+        assert summary["data"]["language"] == "ko"

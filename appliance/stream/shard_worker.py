@@ -55,8 +55,9 @@ class Shard:
     """The calls of one worker process.  Runs in that process's event loop."""
 
     def __init__(self, index: int, cfg: Config, send: Callable[[tuple[Any, ...]], None], *,
-                 vad: Any, models_dir: Path | None = None,
-                 make_asr: Callable[[str], Any] | None = None) -> None:
+                 vad: Any, make_asr: Callable[[str], Any] | None = None,
+                 asr_pool: Any = None,
+                 finish_timeout_s: float | None = LIVE_FINISH_TIMEOUT_S) -> None:
         self.index = index
         self.cfg = cfg
         self.send = send
@@ -66,6 +67,8 @@ class Shard:
         self._progress_at: dict[str, float] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._make_asr = make_asr
+        self.asr_pool = asr_pool
+        self.finish_timeout_s = finish_timeout_s
         self.frames = 0
         self.calls_opened = 0
         self.unknown_call_blocks = 0
@@ -105,7 +108,7 @@ class Shard:
         asr = self._make_asr(lang) if self._make_asr is not None else None
         s = CallSession(self.cfg, self.vad, self._emit, call_id=call_id, lang=lang,
                         marks=marks, asr=asr, agent_id=agent_id, source=source,
-                        started_at=started_at, finish_timeout_s=LIVE_FINISH_TIMEOUT_S)
+                        started_at=started_at, finish_timeout_s=self.finish_timeout_s)
         self.sessions[call_id] = s
         self.bank.add(s.engine)
         self._progress_at[call_id] = PROGRESS_S
@@ -154,6 +157,8 @@ class Shard:
                 "calls_opened": self.calls_opened, "frames": self.frames,
                 "unknown_call_blocks": self.unknown_call_blocks,
                 "cpu_s": time.process_time(),
+                "asr_dropped": dict(self.asr_pool.dropped) if self.asr_pool else {},
+                "asr_pending": self.asr_pool.pending() if self.asr_pool else 0,
                 "rss_peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
     async def close_all(self) -> None:
@@ -184,7 +189,8 @@ async def _serve(shard: Shard, inbox: asyncio.Queue[tuple[Any, ...]],
 
 
 def worker_main(index: int, cfg: Config, commands: Any, results: Any,
-                models_dir: str | None = None, recognizer_threads: int = 1) -> None:
+                models_dir: str | None = None, recognizer_threads: int = 1,
+                finish_timeout_s: float | None = LIVE_FINISH_TIMEOUT_S) -> None:
     """The worker process's entry point (``multiprocessing`` target)."""
     logging.basicConfig(level=logging.INFO, format=f"shard {index}: %(levelname)s %(message)s")
     from appliance.engine.vad import SileroModel
@@ -192,8 +198,10 @@ def worker_main(index: int, cfg: Config, commands: Any, results: Any,
     def send(msg: tuple[Any, ...]) -> None:
         results.put(msg)
 
-    make_asr = _asr_factory(cfg, Path(models_dir) if models_dir else None, recognizer_threads)
-    shard = Shard(index, cfg, send, vad=SileroModel(), make_asr=make_asr)
+    pool, make_asr = _asr_factory(cfg, Path(models_dir) if models_dir else None,
+                                  recognizer_threads)
+    shard = Shard(index, cfg, send, vad=SileroModel(), make_asr=make_asr, asr_pool=pool,
+                  finish_timeout_s=finish_timeout_s)
     send(("ready", os.getpid()))
 
     async def main() -> None:
@@ -220,10 +228,10 @@ def worker_main(index: int, cfg: Config, commands: Any, results: Any,
 
 
 def _asr_factory(cfg: Config, models_dir: Path | None,
-                 threads: int) -> Callable[[str], Any] | None:
+                 threads: int) -> tuple[Any, Callable[[str], Any] | None]:
     """Recognizer sessions on one pool per worker, a model per language loaded once."""
     if not cfg.asr.enabled:
-        return None
+        return None, None
     from appliance.asr.pool import RecognizerPool
     from appliance.asr.session import AsrSession, load_call_model
     from appliance.asr.worker import vosk_recognizer_factory
@@ -245,5 +253,5 @@ def _asr_factory(cfg: Config, models_dir: Path | None,
         return AsrSession(vosk_recognizer_factory(model), cfg.asr, block_when_full=False,
                           pool=pool)
 
-    return make
+    return pool, make
 

@@ -40,6 +40,7 @@ from appliance.errors import (
 )
 from appliance.events import CallEnded, EndReason, ErrorEvent, Event, Summary
 from appliance.stream.blocks import PartyBlock
+from appliance.stream.session import LIVE_FINISH_TIMEOUT_S
 from appliance.stream.shard_worker import worker_main
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,7 @@ class ShardPool:
                  processes: int | None = None, recognizer_threads: int | None = None,
                  models_dir: Path | None = None, queue_blocks: int = 4096,
                  max_calls: int | None = None, max_restarts: int | None = None,
+                 finish_timeout_s: float | None = LIVE_FINISH_TIMEOUT_S,
                  start_method: str = "spawn") -> None:
         w = cfg.workers
         self.cfg = cfg
@@ -89,6 +91,9 @@ class ShardPool:
         self.max_restarts = max_restarts if max_restarts is not None else w.max_restarts
         self.models_dir = models_dir
         self.queue_blocks = queue_blocks
+        self.finish_timeout_s = finish_timeout_s
+        """How long the end of a call waits for its recognizer's last words (None: until
+        they are all decoded, as for a file)."""
         self._ctx: Any = mp.get_context(start_method)
         self._workers: list[_Worker] = []
         self._where: dict[str, _Worker] = {}
@@ -133,7 +138,8 @@ class ShardPool:
         proc = self._ctx.Process(
             target=worker_main, name=f"appliance-shard-{index}", daemon=True,
             args=(index, self.cfg, commands, results,
-                  str(self.models_dir) if self.models_dir else None, self.recognizer_threads))
+                  str(self.models_dir) if self.models_dir else None, self.recognizer_threads,
+                  self.finish_timeout_s))
         proc.start()
         w = _Worker(index, proc, commands, results, asyncio.Event(), generation=generation)
         threading.Thread(target=self._read, args=(w,), name=f"shard-{index}-results",
@@ -351,6 +357,7 @@ class ShardPool:
                  "dropped_blocks": w.dropped_blocks, "generation": w.generation,
                  "frames": w.stats.get("frames", 0), "cpu_s": w.stats.get("cpu_s", 0.0),
                  "rss_peak_mib": w.stats.get("rss_peak_mib", 0.0),
+                 "asr_dropped": w.stats.get("asr_dropped", {}),
                  "calls_opened": w.stats.get("calls_opened", 0),
                  "queue_depth": _qsize(w.commands)} for w in self._workers]
 
