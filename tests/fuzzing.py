@@ -372,8 +372,7 @@ HTTP_BYTES = st.one_of(_request(), st.binary(max_size=300),
 
 def _server(token: str) -> DashboardServer:
     return DashboardServer("127.0.0.1", 8765, token=token, on_hold=lambda event: None,
-                           on_end_call=lambda: None, health=lambda: {"healthy": True},
-                           metrics=lambda: "appliance_up 1\n")
+                           on_end_call=lambda: None, health=lambda: {"healthy": True})
 
 
 _SERVERS = {"": _server(""), "t0ken": _server("t0ken")}

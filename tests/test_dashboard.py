@@ -12,16 +12,20 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.metrics_core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from appliance import errors
 from appliance.errors import ApplianceError
 from appliance.sinks.dashboard import DashboardServer, is_loopback
 from appliance.sinks.dashboard.server import STATIC_DIR, _Client
+from tests.test_metrics import samples
 
 BROWSER_DIR = Path(__file__).parent / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -199,8 +203,8 @@ def test_slow_client_queue_is_bounded_and_drops_are_counted() -> None:
             srv.publish(state(t=float(i)))
         srv.publish(cue("interruption", "x"))
         assert srv.dropped == 101 - 8
-        metrics = (await get(srv.port, "/metrics"))[2].decode()
-        assert "appliance_dashboard_dropped_total 93" in metrics
+        metrics = samples((await get(srv.port, "/metrics"))[2].decode())
+        assert metrics["appliance_dashboard_dropped_total"] == 93
         got = [await sse.next() for _ in range(8)]
         assert got[-1][0] == "cue" and json.loads(got[-2][1])["t"] == 99.0  # newest kept
         sse.close()
@@ -263,12 +267,16 @@ def test_healthz_and_metrics() -> None:
         assert st == 200 and h["content-type"] == "application/json"
         assert json.loads(body) == {"ok": True, "calls": 1}
         st, h, body = await get(srv.port, "/metrics")
-        assert st == 200 and h["content-type"].startswith("text/plain; version=0.0.4")
-        text = body.decode()
-        assert "appliance_frames_total 42\n" in text
-        assert "appliance_dashboard_clients 0" in text
-    with_server(t, health=lambda: {"ok": True, "calls": 1},
-                metrics=lambda: "# TYPE appliance_frames_total counter\nappliance_frames_total 42")
+        assert st == 200 and h["content-type"] == CONTENT_TYPE_LATEST
+        assert samples(body.decode()) == {  # the collectors given, then the dashboard's
+            "appliance_frames_total": 42, "appliance_dashboard_clients": 0,
+            "appliance_dashboard_dropped_total": 0, "appliance_dashboard_published_total": 0}
+
+    class Frames(Collector):
+        def collect(self) -> Iterator[Metric]:
+            yield CounterMetricFamily("appliance_frames_total", "Frames.", value=42)
+
+    with_server(t, health=lambda: {"ok": True, "calls": 1}, collectors=[Frames()])
 
 
 def test_a_failing_callback_costs_one_request_not_the_server(

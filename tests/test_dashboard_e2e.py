@@ -17,6 +17,7 @@ from appliance.audio.replay import ReplaySource
 from appliance.config import config_from_dict
 from appliance.engine.vad import SileroModel
 from appliance.sinks.dashboard.server import DashboardServer
+from appliance.sinks.metrics import RunnerCollector
 from appliance.stream.live import LiveRunner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +38,7 @@ async def _session(tmp: Path) -> tuple[list[dict], float, LiveRunner]:
     runner = LiveRunner(cfg, source, SileroModel(), marks=load_marks(DEMO / "demo_marks.jsonl"))
     server = DashboardServer("127.0.0.1", 0, on_hold=runner.hold_key,
                              on_end_call=runner.end_call, health=runner.health,
-                             metrics=runner.metrics)
+                             collectors=[RunnerCollector(runner)])
     await server.start()
     runner.publish = server.publish
     seen: list[dict] = []

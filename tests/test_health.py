@@ -21,10 +21,12 @@ from appliance.errors import STORE_UNAVAILABLE, ApplianceError
 from appliance.sinks import archive as archive_mod
 from appliance.sinks.archive import CallArchive
 from appliance.sinks.dashboard.server import DashboardServer
+from appliance.sinks.metrics import RunnerCollector
 from appliance.sinks.store.summaries import SummaryStore, summaries_path
 from appliance.stream.live import STALLED_AFTER_S, LiveRunner
 from appliance.stream.record import CallRecord
 from tests.test_dashboard import get
+from tests.test_metrics import samples, scrape
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -164,25 +166,28 @@ def test_a_stalled_analysis_loop_is_unhealthy_everywhere(tmp_path: Path) -> None
     clock.t += 2  # ... and then not for longer than STALLED_AFTER_S
     h = runner.health()
     assert not h["healthy"] and h["analysis_stalled"] and h["problems"] == ["analysis.stalled"]
-    text = runner.metrics()
-    assert "appliance_healthy 0\n" in text and "appliance_analysis_stalled 1\n" in text
-    assert "appliance_storage_ok 1\n" in text
+    got = samples(scrape(RunnerCollector(runner)))
+    assert got["appliance_healthy"] == 0 and got["appliance_analysis_stalled"] == 1
+    assert got["appliance_storage_ok"] == 1
 
     args = argparse.Namespace(host=None, port=None, replay=None, log_level=None)
     service = Service(args, runner.cfg, None, runner, None, archive)  # type: ignore[arg-type]
     assert service.status_line().startswith("ANALYSIS STALLED (11 s); Coaching call-1")
 
-    async def served() -> tuple[int, dict[str, Any]]:
-        srv = DashboardServer("127.0.0.1", 0, health=runner.health, metrics=runner.metrics)
+    async def served() -> tuple[int, dict[str, Any], dict[str, float]]:
+        srv = DashboardServer("127.0.0.1", 0, health=runner.health,
+                              collectors=[RunnerCollector(runner)])
         await srv.start()
         try:
             st, _, body = await get(srv.port, "/healthz")
+            metrics = samples((await get(srv.port, "/metrics"))[2].decode())
         finally:
             await srv.stop()
-        return st, json.loads(body)
+        return st, json.loads(body), metrics
 
-    st, body = asyncio.run(served())
+    st, body, metrics = asyncio.run(served())
     assert st == 503 and body["problems"] == ["analysis.stalled"]
+    assert metrics["appliance_healthy"] == 0 and metrics["appliance_analysis_stalled"] == 1
     runner._loop_at = clock.t  # it turns again: healthy again
     assert runner.health()["healthy"]
 
@@ -200,7 +205,8 @@ def test_a_failing_store_shows_in_healthz_metrics_and_status(tmp_path: Path) -> 
         h = runner.health()
         assert not h["healthy"] and h["problems"] == ["storage.failing"]
         assert h["storage"]["last_error"] == "store.corrupt"
-        assert "appliance_storage_ok 0\n" in runner.metrics()
+        got = samples(scrape(RunnerCollector(runner)))
+        assert got["appliance_storage_ok"] == 0 and got["appliance_healthy"] == 0
         args = argparse.Namespace(host=None, port=None, replay=None, log_level=None)
         service = Service(args, runner.cfg, None, runner, None, archive)  # type: ignore[arg-type]
         assert service.status_line().startswith(

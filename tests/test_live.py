@@ -12,8 +12,10 @@ import pytest
 from appliance.audio.replay import ReplaySource
 from appliance.config import Config, config_from_dict
 from appliance.engine.vad import SileroModel
+from appliance.sinks.metrics import RunnerCollector
 from appliance.stream.live import LiveRunner
 from tests.scripted import ScriptedSource
+from tests.test_metrics import samples, scrape
 
 DEMO = Path(__file__).resolve().parent.parent / "appliance" / "demo" / "demo_call.wav"
 
@@ -51,9 +53,9 @@ def test_replay_through_the_live_runner():
     assert [e["call_id"] for e in events if e["kind"] == "summary"] == ["call-1", "call-2"]
     health = runner.health()
     assert health["queue_drops"] == 0 and runner.calls == 2  # the end key started call 2
-    metrics = runner.metrics()
-    assert "appliance_audio_flowing 1" in metrics
-    assert 'appliance_cues_total{kind="interruption"} 1' in metrics
+    metrics = samples(scrape(RunnerCollector(runner)))
+    assert metrics["appliance_audio_flowing"] == 1 and metrics["appliance_calls_total"] == 2
+    assert metrics['appliance_cues_total{kind="interruption"}'] == 1
 
 
 def test_the_replay_paces_blocks_at_its_speed(virtual_clock):

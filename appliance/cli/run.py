@@ -211,11 +211,13 @@ class Service:
         server = None
         if self.cfg.dashboard.enabled:
             from appliance.sinks.dashboard.server import DashboardServer
+            from appliance.sinks.metrics import RunnerCollector
 
             server = DashboardServer(self.host, self.port, token=self.cfg.dashboard.token,
                                      on_hold=self.runner.hold_key,
                                      on_end_call=self.runner.end_call,
-                                     health=self.runner.health, metrics=self.runner.metrics)
+                                     health=self.runner.health,
+                                     collectors=[RunnerCollector(self.runner)])
             await server.start()
             self.runner.publish = server.publish
             self.url = f"http://{self.host}:{server.port}/"

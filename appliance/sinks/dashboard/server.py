@@ -2,8 +2,10 @@
 
 Endpoints: ``/`` (the page), ``/static/<file>``, ``/events`` (SSE: ``cue``, ``state``,
 ``summary``), ``POST /hold`` (``{"action": "start"|"end"}``), ``POST /end``, ``/healthz``
-(503 when the health callback says ``"healthy": false``) and ``/metrics``.  Every asset
-ships in ``static/``; the page loads nothing else.
+(503 when the health callback says ``"healthy": false``) and ``/metrics`` (Prometheus
+text from the server's own registry: the collectors given, and the dashboard's own figures;
+see :mod:`appliance.sinks.metrics`).  Every asset ships in ``static/``; the page loads nothing
+else.
 
 :meth:`DashboardServer.publish` is called from the event loop and never blocks: each SSE
 client has a bounded queue; when it is full the oldest item (a stale state snapshot first)
@@ -21,9 +23,12 @@ import json
 import logging
 import re
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.registry import Collector
 
 from appliance.config import DashboardConfig
 from appliance.errors import (
@@ -43,6 +48,7 @@ from appliance.sinks.dashboard.http import (
     read_request,
     response,
 )
+from appliance.sinks.metrics import DashboardCollector
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +101,7 @@ class DashboardServer:
                  on_hold: Callable[[str], None] | None = None,
                  on_end_call: Callable[[], None] | None = None,
                  health: Callable[[], dict[str, Any]] | None = None,
-                 metrics: Callable[[], str] | None = None,
+                 collectors: Iterable[Collector] = (),
                  heartbeat_s: float = 10.0, client_queue: int = 64, history: int = 20,
                  max_clients: int = 16, max_head: int = 8192, max_body: int = 1024,
                  request_timeout_s: float = 10.0, write_timeout_s: float = 15.0,
@@ -106,7 +112,6 @@ class DashboardServer:
         self._on_hold = on_hold
         self._on_end_call = on_end_call
         self._health = health or (lambda: {"ok": True})
-        self._metrics = metrics or (lambda: "")
         self._heartbeat_s = heartbeat_s
         self._client_queue = client_queue
         self._max_clients = max_clients
@@ -125,6 +130,11 @@ class DashboardServer:
         """Frames dropped from slow clients' queues, over all clients."""
         self.published = 0
         self.requests = 0
+        self.registry = CollectorRegistry()
+        """What ``/metrics`` serves: this server's own (never the library's global
+        registry); more sources may be registered on it while the server runs."""
+        for collector in (*collectors, DashboardCollector(self)):
+            self.registry.register(collector)
 
     @classmethod
     def from_config(cls, cfg: DashboardConfig, **kwargs: Any) -> DashboardServer:
@@ -309,8 +319,7 @@ class DashboardServer:
             sick = isinstance(health, dict) and health.get("healthy") is False
             return response(503 if sick else 200, body, "application/json")
         if path == "/metrics":
-            return response(200, self._metrics_text().encode(),
-                            "text/plain; version=0.0.4; charset=utf-8")
+            return response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
         if path == "/events":  # pragma: no cover - handled before routing
             raise HttpError(405, "use GET", {"Allow": "GET"})
         raise HttpError(404, "not found")
@@ -342,21 +351,6 @@ class DashboardServer:
             raise HttpError(503, "ending the call is not available")
         self._on_end_call()
         return response(200, b'{"ok":true}', "application/json")
-
-    def _metrics_text(self) -> str:
-        text = self._metrics()
-        if text and not text.endswith("\n"):
-            text += "\n"
-        return text + (
-            "# HELP appliance_dashboard_clients Connected dashboard pages.\n"
-            "# TYPE appliance_dashboard_clients gauge\n"
-            f"appliance_dashboard_clients {self.clients}\n"
-            "# HELP appliance_dashboard_dropped_total Events dropped for slow pages.\n"
-            "# TYPE appliance_dashboard_dropped_total counter\n"
-            f"appliance_dashboard_dropped_total {self.dropped}\n"
-            "# HELP appliance_dashboard_published_total Events published to pages.\n"
-            "# TYPE appliance_dashboard_published_total counter\n"
-            f"appliance_dashboard_published_total {self.published}\n")
 
     # -- server-sent events -----------------------------------------------------------------
     async def _sse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
