@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -267,10 +267,16 @@ def test_healthz_and_metrics() -> None:
         assert st == 200 and h["content-type"] == "application/json"
         assert json.loads(body) == {"ok": True, "calls": 1}
         st, h, body = await get(srv.port, "/metrics")
-        assert st == 200 and h["content-type"] == CONTENT_TYPE_LATEST
+        # no Accept header: the classic text format every scraper reads
+        assert st == 200 and h["content-type"] == CONTENT_TYPE_PLAIN_0_0_4
         assert samples(body.decode()) == {  # the collectors given, then the dashboard's
             "appliance_frames_total": 42, "appliance_dashboard_clients": 0,
             "appliance_dashboard_dropped_total": 0, "appliance_dashboard_published_total": 0}
+        # a scraper that asks for OpenMetrics gets it
+        st, h, body = await get(srv.port, "/metrics",
+                                "Accept: application/openmetrics-text; version=1.0.0\r\n")
+        assert st == 200 and h["content-type"].startswith("application/openmetrics-text")
+        assert body.rstrip().endswith(b"# EOF")
 
     class Frames(Collector):
         def collect(self) -> Iterator[Metric]:

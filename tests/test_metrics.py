@@ -136,20 +136,20 @@ def test_each_server_has_its_own_registry() -> None:
 
 
 def test_per_worker_figures_carry_a_worker_label() -> None:
-    workers = [{"worker": 0, "calls": 3, "frames": 9000, "drops": 2, "restarts": 0},
-               {"worker": "1", "calls": 1, "frames": 2500, "drops": 0, "restarts": 1,
+    workers = [{"worker": 0, "calls": 3, "frames": 9000, "dropped_blocks": 2, "restarts": 0},
+               {"worker": "1", "calls": 1, "frames": 2500, "dropped_blocks": 0, "restarts": 1,
                 "busy": True}]
     srv = DashboardServer("127.0.0.1", 0)
     srv.registry.register(WorkerCollector(lambda: workers))
     text = generate_latest(srv.registry).decode()
     got = {k: v for k, v in samples(text).items() if k.startswith("appliance_worker_")}
     assert got == {
-        'appliance_worker_calls_total{worker="0"}': 3,
-        'appliance_worker_calls_total{worker="1"}': 1,
+        'appliance_worker_calls{worker="0"}': 3,
+        'appliance_worker_calls{worker="1"}': 1,
         'appliance_worker_frames_total{worker="0"}': 9000,
         'appliance_worker_frames_total{worker="1"}': 2500,
-        'appliance_worker_drops_total{worker="0"}': 2,
-        'appliance_worker_drops_total{worker="1"}': 0,
+        'appliance_worker_dropped_blocks_total{worker="0"}': 2,
+        'appliance_worker_dropped_blocks_total{worker="1"}': 0,
         'appliance_worker_restarts_total{worker="0"}': 0,
         'appliance_worker_restarts_total{worker="1"}': 1,
     }

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.audio.filesource import FileSource
 from appliance.audio.marks_file import load_marks
@@ -19,6 +21,7 @@ from appliance.config import config_from_dict
 from appliance.engine.vad import SileroModel
 from appliance.errors import CALL_EXISTS, CALL_UNKNOWN, CALLS_FULL, ApplianceError
 from appliance.events import Event
+from appliance.sinks.metrics import WorkerCollector
 from appliance.stream.pipeline import analyse_blocks
 from appliance.stream.session import CallSession
 from appliance.stream.shards import ShardPool
@@ -117,6 +120,17 @@ def test_a_killed_worker_closes_its_calls_and_is_restarted():
                                  for e in lines))
         await _until(lambda: pool.healthy)  # the worker is back
         assert pool.restarts == 1 and pool.crashes == 1
+        # /metrics shows every worker, the restarted one with its restart
+        registry = CollectorRegistry()
+        registry.register(WorkerCollector(pool.stats))
+        got = {(s.name, s.labels["worker"]): s.value
+               for fam in text_string_to_metric_families(generate_latest(registry).decode())
+               for s in fam.samples}
+        other = 1 - where["a"]
+        assert got[("appliance_worker_up", str(where["a"]))] == 1
+        assert got[("appliance_worker_restarts_total", str(where["a"]))] == 1
+        assert got[("appliance_worker_restarts_total", str(other))] == 0
+        assert got[("appliance_worker_calls", str(other))] == 1
         assert not pool.push("a", blocks[0]) and pool.unknown_call_blocks == 1
         with pytest.raises(ApplianceError) as exc:
             pool.add_mark("a", load_marks(DEMO / "demo_marks.jsonl")[0])

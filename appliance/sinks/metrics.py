@@ -195,10 +195,22 @@ class DashboardCollector(Collector):
 
 # -- analysis workers -------------------------------------------------------------------------
 WORKER_FIGURES: dict[str, Figure] = {
-    "calls": _c("appliance_worker_calls_total", "Calls a worker has analysed."),
-    "frames": _c("appliance_worker_frames_total", "Audio frames a worker has analysed."),
-    "drops": _c("appliance_worker_drops_total", "Audio frames a worker dropped."),
-    "restarts": _c("appliance_worker_restarts_total", "Times a worker was restarted."),
+    "alive": _g("appliance_worker_up", "1 while the analysis worker process runs."),
+    "calls": _g("appliance_worker_calls", "Calls open on the worker now."),
+    "calls_opened": _c("appliance_worker_calls_total", "Calls the worker has taken."),
+    "frames": _c("appliance_worker_frames_total", "32 ms frames the worker has analysed."),
+    "dropped_blocks": _c("appliance_worker_dropped_blocks_total",
+                         "Audio blocks dropped because the worker's queue was full."),
+    "restarts": _c("appliance_worker_restarts_total", "Times the worker was started again "
+                   "after it died."),
+    "queue_depth": _g("appliance_worker_queue_depth", "Messages waiting for the worker."),
+    "cpu_s": _c("appliance_worker_cpu_seconds_total", "CPU seconds the worker has used."),
+    "rss_peak_mib": _g("appliance_worker_memory_peak_mib", "The worker's peak memory, MiB."),
+    "asr_dropped_agent": _c("appliance_worker_asr_dropped_agent_total", "Agent audio blocks "
+                            "the worker's recognizer pool dropped (it was behind)."),
+    "asr_dropped_customer": _c("appliance_worker_asr_dropped_customer_total", "Customer "
+                               "audio blocks the worker's recognizer pool dropped (it was "
+                               "behind; customer audio goes first)."),
 }
 """A worker's stats key -> its figure (label ``worker``)."""
 
@@ -206,7 +218,8 @@ WORKER_FIGURES: dict[str, Figure] = {
 class WorkerCollector(Collector):
     """Per-worker figures: ``stats()`` returns one mapping per worker, with its ``worker``
     id and the keys of :data:`WORKER_FIGURES` (e.g. ``{"worker": "1", "calls": 3,
-    "frames": 9000, "drops": 0, "restarts": 1}``).  A figure a worker does not report is
+    "frames": 9000, "dropped_blocks": 0, "restarts": 1}``: what
+    :meth:`appliance.stream.shards.ShardPool.stats` gives).  A figure a worker does not report is
     left out for that worker (absent, not a made-up 0); other keys are ignored."""
 
     def __init__(self, stats: Callable[[], Iterable[Mapping[str, Any]]]) -> None:

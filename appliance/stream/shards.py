@@ -353,13 +353,18 @@ class ShardPool:
 
     def stats(self) -> list[dict[str, Any]]:
         """Per worker: its figures (from the worker) and the parent's counters."""
-        return [{"worker": w.index, "alive": w.alive, "calls": len(w.calls),
-                 "dropped_blocks": w.dropped_blocks, "generation": w.generation,
-                 "frames": w.stats.get("frames", 0), "cpu_s": w.stats.get("cpu_s", 0.0),
-                 "rss_peak_mib": w.stats.get("rss_peak_mib", 0.0),
-                 "asr_dropped": w.stats.get("asr_dropped", {}),
-                 "calls_opened": w.stats.get("calls_opened", 0),
-                 "queue_depth": _qsize(w.commands)} for w in self._workers]
+        out = []
+        for w in self._workers:
+            asr = w.stats.get("asr_dropped") or {}
+            out.append({
+                "worker": w.index, "alive": int(w.alive), "calls": len(w.calls),
+                "calls_opened": w.stats.get("calls_opened", 0), "restarts": w.generation,
+                "frames": w.stats.get("frames", 0), "dropped_blocks": w.dropped_blocks,
+                "queue_depth": _qsize(w.commands), "cpu_s": w.stats.get("cpu_s", 0.0),
+                "rss_peak_mib": w.stats.get("rss_peak_mib", 0.0),
+                "asr_dropped_agent": asr.get("agent", 0),
+                "asr_dropped_customer": asr.get("customer", 0)})
+        return out
 
 
 def _full(q: Any) -> bool:

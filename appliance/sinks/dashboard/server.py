@@ -27,7 +27,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from appliance.config import DashboardConfig
@@ -319,7 +320,10 @@ class DashboardServer:
             sick = isinstance(health, dict) and health.get("healthy") is False
             return response(503 if sick else 200, body, "application/json")
         if path == "/metrics":
-            return response(200, generate_latest(self.registry), CONTENT_TYPE_LATEST)
+            # the exposition format the scraper asks for (Accept), the classic text format
+            # 0.0.4 when it asks for none
+            encode, content_type = choose_encoder(req.headers.get("accept", ""))
+            return response(200, encode(self.registry), content_type)
         if path == "/events":  # pragma: no cover - handled before routing
             raise HttpError(405, "use GET", {"Allow": "GET"})
         raise HttpError(404, "not found")
