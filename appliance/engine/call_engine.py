@@ -146,7 +146,6 @@ class CallEngine:
         #: Per-frame observers (the speech-recognition gate): called with the frame's
         #: context and its (2, 512) window, after the rules.
         self.taps: list[Callable[[FrameContext, np.ndarray], None]] = []
-        #: Extra summary sections from outside the engine (recognizer statistics).
         self._finished = False
 
     # -- input -------------------------------------------------------------------------
