@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
+
+from appliance.cue_payloads import PAYLOAD_OF_KIND, CuePayload
 
 Party = Literal["agent", "customer"]
 Severity = Literal["info", "warn", "alert"]
@@ -42,23 +44,27 @@ class Cue:
     """One etiquette cue, emitted while the call is running.
 
     ``t_s`` is the audio time (seconds since the start of the call) at which the cue was
-    emitted, i.e. how much audio the engine had seen.  ``kind`` names the rule
-    (``interruption``, ``hold_leak``...).  Interval cues carry ``data["start"]`` and
-    ``data["end"]`` in seconds of audio.
+    emitted, i.e. how much audio the engine had seen.  ``data`` is the cue's typed payload
+    (:mod:`appliance.cue_payloads`), and ``kind``, the rule's name (``interruption``,
+    ``hold_leak``...), is its payload's: the two cannot disagree.  Interval cues carry
+    ``start_s`` (and ``end_s``) in seconds of audio, ``data.start`` / ``data.end`` in JSON.
     """
 
     t_s: float
-    kind: CueKind
     party: Party | None
     severity: Severity
     message: str
-    data: dict[str, Any] = field(default_factory=dict)
+    data: CuePayload
     call_id: str = ""
     """Set by the engine that emits the cue (rules build cues without it)."""
 
+    @property
+    def kind(self) -> CueKind:
+        return self.data.kind
+
     def to_json(self) -> dict[str, Any]:
-        return _line(self.t_s, self.kind, self.party, self.severity, self.message, self.data,
-                     self.call_id)
+        return _line(self.t_s, self.kind, self.party, self.severity, self.message,
+                     self.data.to_json(), self.call_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,11 +194,13 @@ def event_from_json(line: Mapping[str, Any]) -> Event:
         if kind == "transcript":
             return TranscriptEvent(t, line["party"], data["text"], data["start"], data["end"],
                                    call_id=call_id)
-        if kind in CUE_KINDS:
+        if kind in PAYLOAD_OF_KIND:
             if line["severity"] not in ("info", "warn", "alert"):
                 raise ValueError(f"unknown severity {line['severity']!r}")
-            return Cue(t, kind, line["party"], line["severity"], line["message"], dict(data),
-                       call_id=call_id)
+            if line["party"] not in (None, *PARTIES):
+                raise ValueError(f"unknown party {line['party']!r}")
+            return Cue(t, line["party"], line["severity"], line["message"],
+                       PAYLOAD_OF_KIND[kind].from_json(data), call_id=call_id)
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not an event line: {exc}") from exc
     raise ValueError(f"unknown event kind {kind!r}")

@@ -81,7 +81,7 @@ def test_live_hold_mark_is_applied_at_its_frame(model):
     kinds = [c.kind for c in cues + tail]
     assert kinds[:1] == ["hold_started"] and "hold_ended" in kinds
     start = next(c for c in cues if c.kind == "hold_started")
-    assert abs(start.data["start"] - 5.5) < 0.04
+    assert abs(start.data.start_s - 5.5) < 0.04
     assert summary.data["holds"][0]["end"] == pytest.approx(9.0, abs=0.04)
 
 

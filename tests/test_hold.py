@@ -56,14 +56,14 @@ def test_marked_muted_hold_is_quiet_and_timed():
     assert check.t_s == pytest.approx(55.0, abs=0.05)
     too_long = next(c for c in cues if c.kind == "hold_too_long")
     assert too_long.t_s == pytest.approx(70.0, abs=0.05) and too_long.severity == "alert"
-    assert h.holds[0]["type"] == "muted" and h.holds[0]["duration_s"] == pytest.approx(62, abs=0.1)
+    assert h.holds[0].hold_type == "muted" and h.holds[0].duration_s == pytest.approx(62, abs=0.1)
 
 
 def test_open_mic_hold_is_flagged_unmuted():
     cues, h = drive(40, marks=[(5.0, "hold_start"), (30.0, "hold_end")], silent=False)
     un = [c for c in cues if c.kind == "hold_unmuted"]
     assert len(un) == 1 and un[0].t_s == pytest.approx(8.0, abs=0.1)
-    assert h.holds[0]["type"] == "unmuted"
+    assert h.holds[0].hold_type == "unmuted"
 
 
 def test_leak_of_speech_during_hold_alerts_within_the_min_duration():
@@ -72,32 +72,33 @@ def test_leak_of_speech_during_hold_alerts_within_the_min_duration():
     leaks = [c for c in cues if c.kind == "hold_leak"]
     assert len(leaks) == 1  # the 0.3 s cough is below leak_min_s
     assert leaks[0].t_s == pytest.approx(12.5, abs=0.07)
-    assert leaks[0].data["start"] == pytest.approx(12.0, abs=0.04)
-    assert h.holds[0]["leaks"] == [[pytest.approx(12.0, abs=0.04), pytest.approx(14.0, abs=0.04)]]
+    assert leaks[0].data.start_s == pytest.approx(12.0, abs=0.04)
+    assert h.holds[0].leak_spans_s == ((pytest.approx(12.0, abs=0.04),
+                                        pytest.approx(14.0, abs=0.04)),)
 
 
 def test_music_starts_and_ends_a_hold_without_marks_and_is_not_a_leak():
     cues, h = drive(60, music=[(10.0, 40.0)], speech=[(45.0, 50.0)])
     assert kinds(cues) == ["hold_started", "hold_ended"]
-    assert cues[0].data["start"] == pytest.approx(10.0, abs=0.04)
+    assert cues[0].data.start_s == pytest.approx(10.0, abs=0.04)
     end = cues[1]
-    assert end.data["end"] == pytest.approx(40.0, abs=0.05)
+    assert end.data.end_s == pytest.approx(40.0, abs=0.05)
     assert end.t_s == pytest.approx(41.5, abs=0.1)  # music_end_s later
-    assert h.holds[0]["type"] == "music" and h.holds[0]["via"] == "music"
+    assert h.holds[0].hold_type == "music" and h.holds[0].via == "music"
 
 
 def test_marked_hold_with_music_is_a_music_hold_and_never_unmuted():
     cues, h = drive(60, marks=[(10.0, "hold_start"), (50.0, "hold_end")], music=[(10.0, 50.0)],
                     silent=False)
     assert "hold_unmuted" not in kinds(cues) and "hold_leak" not in kinds(cues)
-    assert h.holds[0]["type"] == "music"
+    assert h.holds[0].hold_type == "music"
 
 
 def test_speech_before_the_hold_is_not_a_leak():
     cues, _ = drive(30, marks=[(10.0, "hold_start"), (20.0, "hold_end")], speech=[(5.0, 11.0)])
     leaks = [c for c in cues if c.kind == "hold_leak"]
     # only the part inside the hold counts: 1 s of it, so a leak, dated from the hold start
-    assert len(leaks) == 1 and leaks[0].data["start"] == pytest.approx(10.0, abs=0.04)
+    assert len(leaks) == 1 and leaks[0].data.start_s == pytest.approx(10.0, abs=0.04)
 
 
 def test_hold_end_mark_without_hold_is_ignored_and_thresholds_configurable():
@@ -118,7 +119,7 @@ def test_agent_speaking_after_the_music_ends_a_music_hold_at_once_and_is_no_leak
     cues, h = drive(60, music=[(10.0, 40.0)], speech=[(40.3, 45.0)])
     assert kinds(cues) == ["hold_started", "hold_ended"]
     assert cues[1].t_s == pytest.approx(40.3, abs=0.07)
-    assert h.holds[0]["end"] == pytest.approx(40.0, abs=0.05)
+    assert h.holds[0].end_s == pytest.approx(40.0, abs=0.05)
 
 
 def test_a_short_burst_of_music_is_not_a_hold():
@@ -130,10 +131,10 @@ def test_hold_request_phrase_then_silence_is_a_hold_until_the_agent_speaks():
     cues, h = drive(60, speech=[(2.0, 10.0), (40.0, 45.0)], customer=[(10.5, 11.0)],
                     request_at=10.0)
     assert kinds(cues) == ["hold_started", "hold_ended"]
-    assert cues[0].data["via"] == "phrase"
-    assert cues[0].data["start"] == pytest.approx(11.0, abs=0.05)  # after the « okay »
+    assert cues[0].data.via == "phrase"
+    assert cues[0].data.start_s == pytest.approx(11.0, abs=0.05)  # after the « okay »
     assert cues[0].t_s == pytest.approx(16.0, abs=0.05)  # 5 s of silence later
-    assert h.holds[0]["end"] == pytest.approx(40.0, abs=0.05)
+    assert h.holds[0].end_s == pytest.approx(40.0, abs=0.05)
 
 
 def test_hold_request_followed_by_talk_is_no_hold():
@@ -158,7 +159,9 @@ def test_marks_that_make_no_sense_are_ignored_out_loud(caplog):
         {"t": 8.0, "event": "hold_start", "reason": "already_on_hold"},
         {"t": 13.0, "event": "hold_end", "reason": "no_hold_open"},
     ]
-    assert [h["open_at_end"] for h in h.holds] == [False, True]
+    assert [h.open_at_end for h in h.holds] == [False, True]
+    # the record is the hold_ended cue's payload: the cue says so too, built complete
+    assert [c.data for c in cues if c.kind == "hold_ended"] == h.holds
     lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert lines == ["hold_end mark at 1.0 s ignored: no hold is open",
                      "hold_start mark at 8.0 s ignored: a marked hold is already running",
@@ -169,7 +172,7 @@ def test_marks_that_make_no_sense_are_ignored_out_loud(caplog):
 
 def test_a_hold_key_pressed_over_music_joins_the_music_hold_silently(caplog):
     _, h = drive(40, marks=[(20.0, "hold_start"), (30.0, "hold_end")], music=[(10.0, 30.0)])
-    assert h.marks_ignored == [] and h.holds[0]["via"] == "marks+music"
+    assert h.marks_ignored == [] and h.holds[0].via == "marks+music"
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 

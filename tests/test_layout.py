@@ -12,8 +12,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "appliance"
 
 LAYERS: dict[str, int] = {
     # 0: what every layer shares
-    "appliance": 0, "appliance.events": 0, "appliance.errors": 0, "appliance.config": 0,
-    "appliance.config_env": 0, "appliance.privacy": 0,
+    "appliance": 0, "appliance.events": 0, "appliance.cue_payloads": 0, "appliance.errors": 0,
+    "appliance.config": 0, "appliance.config_env": 0, "appliance.privacy": 0,
     # 1: the per-call engine, no I/O
     "appliance.engine": 1,
     # 2: streams, sessions, recognition
@@ -70,7 +70,7 @@ def test_imports_point_down_the_layers(module: str, path: Path) -> None:
 def test_the_top_holds_only_what_every_layer_shares() -> None:
     loose = sorted(p.stem for p in PACKAGE.glob("*.py")
                    if p.stem not in ("__init__", "__main__"))
-    assert loose == ["config_env", "errors", "events", "privacy"]
+    assert loose == ["config_env", "cue_payloads", "errors", "events", "privacy"]
 
 
 def test_no_module_is_too_long_to_read() -> None:

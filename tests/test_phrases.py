@@ -7,6 +7,7 @@ import math
 import pytest
 
 from appliance.config import WordsConfig
+from appliance.cue_payloads import HoldNoPermission
 from appliance.engine.conversation import FrameContext, HoldView, PartyFrame
 from appliance.engine.cues.phrases import PhraseRule
 from appliance.engine.words.locale import load_locale
@@ -82,7 +83,7 @@ def test_missing_name_is_cued_once_at_the_end_of_the_window():
     cues = kinds(simulate(rule, 40.0, say("agent", "Hello, how can I help you?", 0.5)), "greeting")
     assert [c.message for c in cues] == ["Greeting: say your name"]
     assert 20.0 <= cues[0].t_s <= 24.0
-    assert cues[0].data["missing"] == ["name"]
+    assert cues[0].data.missing == ("name",)
 
 
 def test_configured_name_must_be_the_agents_and_a_late_offer_does_not_count():
@@ -137,7 +138,7 @@ def test_hold_asked_but_not_answered(lang):
     cues = simulate(rule, 60.0, say("agent", ASK[lang], 20.0), holds=[(24.0, 40.0)])
     c = kinds(cues, "hold_no_permission")
     assert len(c) == 1 and c[0].severity == "warn"
-    assert c[0].data == {"start": 24.0, "asked": True, "answered": False}
+    assert c[0].data == HoldNoPermission(start_s=24.0, asked=True, answered=False)
     assert c[0].message == "Wait for the caller's answer first"
     assert 24.0 + 3.0 <= c[0].t_s <= 24.0 + 3.1  # after the recogniser's lag
 
@@ -309,7 +310,7 @@ def test_jargon_is_cued_once_per_term_within_the_cooldown():
              + say("agent", "your port profile", 25.0) + say("customer", "dslam?", 30.0)
              + say("agent", "the dslan is", 35.0) + say("agent", "DSLAM", 80.0))
     cues = kinds(simulate(rule, 100.0, words), "jargon")
-    assert [c.data["term"] for c in cues] == ["DSLAM", "port profile", "DSLAM"]
+    assert [c.data.term for c in cues] == ["DSLAM", "port profile", "DSLAM"]
     assert cues[0].message == "Jargon: 'DSLAM' — say it plainly"
     assert rule.summary()["jargon"] == {"DSLAM": 3, "port profile": 1}
 

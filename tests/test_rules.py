@@ -22,7 +22,7 @@ def test_agent_talking_over_customer_is_an_interruption_at_the_defining_moment()
     assert len(cues) == 1
     c = cues[0]
     assert c.party == "agent"
-    assert c.data["start"] == pytest.approx(3.0, abs=0.04)
+    assert c.data.start_s == pytest.approx(3.0, abs=0.04)
     assert 3.6 <= c.t_s <= 3.6 + 0.05  # emitted as the overlap reaches 0.6 s
 
 
@@ -125,7 +125,7 @@ def test_talk_ratio_warns_when_the_agent_dominates_then_rearms():
     customer = [(t + 8.2, t + 9.8) for t in range(0, 150, 10)]
     cues = run(rule, frames(150.0, agent, customer))
     assert [c.kind for c in cues] == ["talk_ratio"]
-    assert cues[0].data["share"] > 0.65
+    assert cues[0].data.share > 0.65
     balanced = TalkRatioRule(TalkRatioConfig())
     agent = [(t, t + 4.0) for t in range(0, 150, 10)]
     customer = [(t + 4.5, t + 9.5) for t in range(0, 150, 10)]

@@ -36,29 +36,29 @@ def _tone_run(raised_at=None, lvl=8.0, pitch_ratio=1.25, party="agent", jitter=T
 
 
 def test_raised_agent_voice_is_found_against_own_baseline():
-    cues = [c for c in _tone_run(raised_at=45.0) if c.data["state"] == "raised"]
+    cues = [c for c in _tone_run(raised_at=45.0) if c.data.state == "raised"]
     assert len(cues) == 1
     assert 45.0 <= cues[0].t_s <= 46.6
-    assert cues[0].data["level_db"] >= 6.0
+    assert cues[0].data.level_db >= 6.0
 
 
 def test_agitated_customer_is_reported_for_the_customer():
     cues = _tone_run(raised_at=45.0, party="customer")
-    assert [c.data["state"] for c in cues] == ["agitated"]
+    assert [c.data.state for c in cues] == ["agitated"]
 
 
 def test_louder_by_less_than_the_level_threshold_without_higher_pitch_is_not_raised():
     assert not [c for c in _tone_run(raised_at=45.0, lvl=6.8, pitch_ratio=1.0, jitter=False)
-                if c.data["state"] == "raised"]
+                if c.data.state == "raised"]
     # with a pitch rise above the speaker's own spread, 6.8 dB is enough (2 dB credit)
     assert [c for c in _tone_run(raised_at=45.0, lvl=6.8, pitch_ratio=1.25, jitter=False)
-            if c.data["state"] == "raised"]
+            if c.data.state == "raised"]
 
 
 def test_a_strong_level_rise_alone_is_raised():
     """Real raised voices (most men) often rise by well under 1.5 semitones."""
     cues = [c for c in _tone_run(raised_at=45.0, lvl=10.0, pitch_ratio=1.02)
-            if c.data["state"] == "raised"]
+            if c.data.state == "raised"]
     assert len(cues) == 1 and 45.0 <= cues[0].t_s <= 46.6
 
 
@@ -77,7 +77,7 @@ def test_short_episode_and_early_baseline():
                 pf = dataclasses.replace(pf, band_level_db=pf.band_level_db + lvl)
             ctx = dataclasses.replace(ctx, agent=pf)
             out += [c for c in rule.on_frame(ctx) if c.kind == "tone"
-                    and c.data["state"] == "raised"]
+                    and c.data.state == "raised"]
         return out
     assert run(30.0, 9.0, 1.2), "1.2 s episode"
     assert run(9.0, 11.5, 1.8), "early baseline, strong rise"
@@ -88,16 +88,16 @@ def test_short_episode_and_early_baseline():
 def test_within_speaker_spread_alone_is_not_raised():
     for spread in (3.0, 5.0, 6.0):
         assert not [c for c in _tone_run(raised_at=None, spread_db=spread)
-                    if c.data["state"] == "raised"], spread
+                    if c.data.state == "raised"], spread
 
 
 def test_flat_pitch_is_monotone():
     cues = _tone_run(jitter=False)
     # intonation ±0.8 st sine has a robust spread ~0.6 st: below the 1.0 st default
-    assert any(c.data["state"] == "monotone" for c in cues)
+    assert any(c.data.state == "monotone" for c in cues)
     # ordinary speech moves 2-4 semitones
     lively = [c for c in _tone_run(jitter=True, intonation_st=2.5)
-              if c.data["state"] == "monotone"]
+              if c.data.state == "monotone"]
     assert lively == []
 
 
@@ -122,8 +122,8 @@ def _rate_run(syll_per_s, duration=60.0, words=None):
 
 def test_fast_agent_gets_one_slow_down_cue():
     cues, rule = _rate_run(6.5)
-    assert [c.data["state"] for c in cues] == ["fast"]
-    assert abs(cues[0].data["syllables_per_s"] - 6.5) < 0.3
+    assert [c.data.state for c in cues] == ["fast"]
+    assert abs(cues[0].data.syllables_per_s - 6.5) < 0.3
     assert cues[0].t_s < 16.0  # once min_speech_s of speech is in the window
     assert abs(rule.summary()["rate"]["agent"]["syllables_per_s"] - 6.5) < 0.3
     agent = rule.summary()["rate"]["agent"]
@@ -132,14 +132,14 @@ def test_fast_agent_gets_one_slow_down_cue():
 
 def test_slow_and_good_rates():
     slow, _ = _rate_run(2.0)
-    assert [c.data["state"] for c in slow] == ["slow"]
+    assert [c.data.state for c in slow] == ["slow"]
     good, _ = _rate_run(4.0)
     assert good == []
 
 
 def test_rate_cue_carries_wpm_when_words_are_known():
     cues, _ = _rate_run(6.5, words=True)
-    assert "wpm" in cues[0].data and cues[0].data["wpm"] > 100
+    assert cues[0].data.wpm is not None and cues[0].data.wpm > 100
 
 
 def test_word_memory_stays_bounded_on_a_long_call():

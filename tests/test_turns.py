@@ -40,7 +40,7 @@ def test_a_short_pause_stays_inside_the_turn_a_long_one_ends_it():
 
 def _interruptions(agent, customer, duration=8.0):
     rule = InterruptionRule(InterruptionConfig())
-    return [(c.party, round(c.data["start"], 2), c.t_s)
+    return [(c.party, round(c.data.start_s, 2), c.t_s)
             for c in run(rule, frames(duration, agent, customer))]
 
 

@@ -271,8 +271,8 @@ def test_three_fillers_a_minute_do_not_cue_twelve_do():
     c = cues[0]
     assert c.party == "agent" and c.severity == "warn"
     assert c.message == "Many fillers (um): pause instead"
-    assert c.data["count"] >= 3 and c.data["per_min"] > 6.0  # as soon as the rate shows
-    assert set(c.data["words"]) == {"um"}  # filler tokens only, no transcript
+    assert c.data.count >= 3 and c.data.per_min > 6.0  # as soon as the rate shows
+    assert set(c.data.words) == {"um"}  # filler tokens only, no transcript
 
 
 def test_filler_threshold_is_configurable():

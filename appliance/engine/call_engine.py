@@ -20,7 +20,7 @@ import dataclasses
 import logging
 import math
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -146,8 +146,6 @@ class CallEngine:
         #: Per-frame observers (the speech-recognition gate): called with the frame's
         #: context and its (2, 512) window, after the rules.
         self.taps: list[Callable[[FrameContext, np.ndarray], None]] = []
-        #: Extra summary sections from outside the engine (recognizer statistics).
-        self.summary_extra: dict[str, Any] = {}
         self._finished = False
 
     # -- input -------------------------------------------------------------------------
@@ -355,8 +353,10 @@ class CallEngine:
         return self.dead_air.silent_s(self.t_s)
 
     # -- end of call ----------------------------------------------------------------------
-    def finish(self) -> tuple[list[Cue], Summary]:
-        """Close open intervals and build the call summary.  Idempotent."""
+    def finish(self, extra: Mapping[str, Any] | None = None) -> tuple[list[Cue], Summary]:
+        """Close open intervals and build the call summary, complete before the (frozen)
+        event exists: ``extra`` adds the sections the engine does not know (the
+        recognizer's statistics).  Called once."""
         if self._finished:
             raise RuntimeError("finish() called twice")
         self._finished = True
@@ -375,21 +375,21 @@ class CallEngine:
         for rule in self.rules:
             cues += rule.close(t)
         cues = self._count(cues)
-        return cues, Summary(t, self._summary(t), call_id=self.call_id)
+        return cues, Summary(t, self._summary(t, extra or {}), call_id=self.call_id)
 
-    def _summary(self, t: float) -> dict[str, Any]:
+    def _summary(self, t: float, extra: Mapping[str, Any]) -> dict[str, Any]:
         data: dict[str, Any] = {"duration_s": round(t, 2), "language": self.lang}
         for rule in self.rules:
             data.update(rule.summary())
         rate = data.get("rate", {})
         data["words"] = {p: rate.get(p, {}).get("words", 0) for p in PARTIES}
         data["wpm"] = {p: rate.get(p, {}).get("wpm") for p in PARTIES}
-        data["holds"] = self.hold.holds
-        data["marks_ignored"] = self.hold.marks_ignored
+        data["holds"] = [h.to_json() for h in self.hold.holds]
+        data["marks_ignored"] = list(self.hold.marks_ignored)
         data["marks_ignored_total"] = self.hold.marks_ignored_total
         data["spurts"] = {p: len(self._p[p].spurts) for p in PARTIES}
         data.setdefault("fillers", {"agent": 0, "customer": 0, "by_source": {},
                                     "available": False})
-        data.update(self.summary_extra)
+        data.update(extra)
         data["cues"] = dict(sorted(self.cue_counts.items()))
         return data

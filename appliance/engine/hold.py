@@ -21,6 +21,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from appliance.config import HoldConfig
+from appliance.cue_payloads import (
+    HoldCheckBack,
+    HoldEnded,
+    HoldLeak,
+    HoldStarted,
+    HoldTooLong,
+    HoldType,
+    HoldUnmuted,
+    HoldVia,
+)
 from appliance.engine.conversation import HoldView
 from appliance.events import Cue
 
@@ -33,7 +43,7 @@ MAX_IGNORED_LISTED = 50
 @dataclass(slots=True)
 class _Hold:
     start_s: float
-    via: str
+    via: HoldVia
     music_s: float = 0.0
     silent_s: float = 0.0
     open_mic_s: float = 0.0
@@ -42,11 +52,11 @@ class _Hold:
     leak_start_s: float | None = None
     leak_active_s: float = 0.0
     leak_cued: bool = False
-    leaks: list[list[float]] = field(default_factory=list)
+    leaks: list[tuple[float, float]] = field(default_factory=list)
     check_back_cued: bool = False
     too_long_cued: bool = False
 
-    def hold_type(self) -> str | None:
+    def hold_type(self) -> HoldType | None:
         judged = self.music_s + self.silent_s + self.open_mic_s
         if judged < 1.0:
             return None
@@ -69,7 +79,8 @@ class HoldTracker:
         self._requested_s: float | None = None
         self._quiet_since_s: float | None = None
         self._talk_after_request_s = 0.0
-        self.holds: list[dict[str, Any]] = []
+        self.holds: list[HoldEnded] = []
+        """The record of every hold that ended (the ``hold_ended`` cues' payloads)."""
         self.marks_ignored: list[dict[str, Any]] = []
         """``{"t", "event", "reason"}`` of marks that were not applied (reasons:
         ``no_hold_open``, ``already_on_hold``, ``after_end``)."""
@@ -217,9 +228,9 @@ class HoldTracker:
             h.open_run_s += dt
             if h.open_run_s >= self.cfg.unmuted_min_s and not h.unmuted_cued:
                 h.unmuted_cued = True
-                cues.append(Cue(t_s, "hold_unmuted", "agent", "warn",
-                                "Mic open on hold: mute it",
-                                {"start": round(t_s - h.open_run_s, 3), "end": round(t_s, 3)}))
+                cues.append(Cue(t_s, "agent", "warn", "Mic open on hold: mute it",
+                                HoldUnmuted(start_s=round(t_s - h.open_run_s, 3),
+                                            end_s=round(t_s, 3))))
         # Leaks: agent speech during the hold (music frames are the hold itself).
         if speaking and not music and spurt_start_s is not None:
             if h.leak_start_s is None:
@@ -230,9 +241,9 @@ class HoldTracker:
                 h.leak_active_s += dt
             if not h.leak_cued and h.leak_active_s >= self.cfg.leak_min_s:
                 h.leak_cued = True
-                cues.append(Cue(t_s, "hold_leak", "agent", "alert",
-                                "Caller may hear you on hold",
-                                {"start": round(h.leak_start_s, 3), "end": round(t_s, 3)}))
+                cues.append(Cue(t_s, "agent", "alert", "Caller may hear you on hold",
+                                HoldLeak(start_s=round(h.leak_start_s, 3),
+                                         end_s=round(t_s, 3))))
         elif h.leak_start_s is not None:
             self._close_leak(h, t0_s)
         return cues
@@ -240,7 +251,7 @@ class HoldTracker:
     @staticmethod
     def _close_leak(h: _Hold, end_s: float) -> None:
         if h.leak_cued and h.leak_start_s is not None:
-            h.leaks.append([round(h.leak_start_s, 3), round(end_s, 3)])
+            h.leaks.append((round(h.leak_start_s, 3), round(end_s, 3)))
         h.leak_start_s = None
         h.leak_active_s = 0.0
         h.leak_cued = False
@@ -249,22 +260,21 @@ class HoldTracker:
         held = t_s - h.start_s
         if not h.check_back_cued and held >= self.cfg.check_back_s:
             h.check_back_cued = True
-            return [Cue(t_s, "hold_check_back", "agent", "warn",
-                        f"{held:.0f} s on hold: check back with the caller",
-                        {"start": round(h.start_s, 3), "held_s": round(held, 1)})]
+            return [Cue(t_s, "agent", "warn", f"{held:.0f} s on hold: check back with the caller",
+                        HoldCheckBack(start_s=round(h.start_s, 3), held_s=round(held, 1)))]
         if not h.too_long_cued and held >= self.cfg.too_long_s:
             h.too_long_cued = True
-            return [Cue(t_s, "hold_too_long", "agent", "alert",
+            return [Cue(t_s, "agent", "alert",
                         f"Hold over {self.cfg.too_long_s:.0f} s: return to the caller",
-                        {"start": round(h.start_s, 3), "held_s": round(held, 1)})]
+                        HoldTooLong(start_s=round(h.start_s, 3), held_s=round(held, 1)))]
         return []
 
-    def _start(self, start_s: float, t_s: float, via: str) -> list[Cue]:
+    def _start(self, start_s: float, t_s: float, via: HoldVia) -> list[Cue]:
         self._hold = _Hold(start_s=start_s, via=via)
-        return [Cue(t_s, "hold_started", "agent", "info", "On hold",
-                    {"start": round(start_s, 3), "via": via})]
+        return [Cue(t_s, "agent", "info", "On hold",
+                    HoldStarted(start_s=round(start_s, 3), via=via))]
 
-    def _end(self, end_s: float, t_s: float) -> list[Cue]:
+    def _end(self, end_s: float, t_s: float, *, open_at_end: bool = False) -> list[Cue]:
         h = self._hold
         assert h is not None
         if h.leak_start_s is not None:
@@ -274,18 +284,18 @@ class HoldTracker:
         self._last_music_s = None
         self._music_gap_needed = True
         held = max(0.0, end_s - h.start_s)
-        record = {
-            "start": round(h.start_s, 3),
-            "end": round(end_s, 3),
-            "duration_s": round(held, 1),
-            "type": h.hold_type() or "muted",
-            "via": h.via,
-            "leaks": h.leaks,
-            "open_mic": h.unmuted_cued,
-            "open_at_end": False,
-        }
+        record = HoldEnded(
+            start_s=round(h.start_s, 3),
+            end_s=round(end_s, 3),
+            duration_s=round(held, 1),
+            hold_type=h.hold_type() or "muted",
+            via=h.via,
+            leak_spans_s=tuple(h.leaks),
+            open_mic=h.unmuted_cued,
+            open_at_end=open_at_end,
+        )
         self.holds.append(record)
-        return [Cue(t_s, "hold_ended", "agent", "info", f"Hold ended after {held:.0f} s", record)]
+        return [Cue(t_s, "agent", "info", f"Hold ended after {held:.0f} s", record)]
 
     def close(self, t_s: float) -> list[Cue]:
         """End of the call: a hold still running ends here."""
@@ -293,8 +303,7 @@ class HoldTracker:
             return []
         marked = "marks" in self._hold.via
         start = self._hold.start_s
-        cues = self._end(t_s, t_s)
-        self.holds[-1]["open_at_end"] = True
+        cues = self._end(t_s, t_s, open_at_end=True)
         if marked:
             log.warning("the hold marked at %.1f s has no hold_end: it runs to the end of the "
                         "call (%.1f s)", start, t_s)

@@ -128,10 +128,11 @@ class CallSession:
             raise RuntimeError(f"call {self.call_id} was ended already")
         self.ended_at = ended_at or datetime.now(UTC)
         self.end_reason = reason
+        extra: dict[str, Any] = {}
         if self.asr is not None:
             self._apply(await asyncio.to_thread(self.asr.finish, self.finish_timeout_s))
-            self.engine.summary_extra["asr"] = self.asr.stats()
-        cues, summary = self.engine.finish()
+            extra["asr"] = self.asr.stats()
+        cues, summary = self.engine.finish(extra)
         for cue in cues:
             self.emit(cue)
         self.summary = summary

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from appliance.config import DeadAirConfig
+from appliance.cue_payloads import DeadAir
 from appliance.engine.conversation import FrameContext
 from appliance.events import Cue
 
@@ -26,9 +27,9 @@ class DeadAirRule:
         silent = ctx.t_s - self._silent_since_s
         if not self._cued and silent >= self.cfg.after_s:
             self._cued = True
-            return [Cue(ctx.t_s, "dead_air", None, "warn",
-                        f"{silent:.0f} s of silence: say what you are doing",
-                        {"start": round(self._silent_since_s, 3), "silent_s": round(silent, 1)})]
+            return [Cue(ctx.t_s, None, "warn", f"{silent:.0f} s of silence: say what you are doing",
+                        DeadAir(start_s=round(self._silent_since_s, 3),
+                                silent_s=round(silent, 1)))]
         return []
 
     def silent_s(self, t_s: float) -> float:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.config import WordsConfig
+from appliance.cue_payloads import Filler
 from appliance.engine.conversation import FrameContext
 from appliance.engine.words.locale import Locale
 from appliance.engine.words.matching import compact, tokens
@@ -215,15 +216,10 @@ class FillerRule:
         named = [tok for tok, _ in counts.most_common() if tok != ACOUSTIC]
         msg = f"Many fillers ({named[0][:16]}): pause instead" if named else \
             "Many filled pauses: pause instead"
-        data = {
-            "count": len(evs),
-            "per_min": round(per_min, 1),
-            "threshold_per_min": thr,
-            "window_s": self.cfg.filler_window_s,
-            "speech_s": round(speech_s, 1),
-            "words": dict(counts),
-        }
-        return [Cue(t_s, "filler", "agent", "warn", msg[:_MSG_MAX], data)]
+        data = Filler(count=len(evs), per_min=round(per_min, 1), threshold_per_min=thr,
+                      window_s=self.cfg.filler_window_s, speech_s=round(speech_s, 1),
+                      words=dict(counts))
+        return [Cue(t_s, "agent", "warn", msg[:_MSG_MAX], data)]
 
     def close(self, t_s: float) -> list[Cue]:
         return []

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.config import InterruptionConfig
+from appliance.cue_payloads import Interruption
 from appliance.engine.conversation import FrameContext
 from appliance.events import PARTIES, Cue, Party
 
@@ -70,7 +71,6 @@ class InterruptionRule:
         self._fired_on: dict[Party, float | None] = {"agent": None, "customer": None}
         self.count: dict[Party, int] = {"agent": 0, "customer": 0}
         self.overlap_s = 0.0
-        self.events: list[dict[str, Any]] = []
 
     def on_frame(self, ctx: FrameContext) -> list[Cue]:
         cues: list[Cue] = []
@@ -123,14 +123,12 @@ class InterruptionRule:
                 cand.fired = True
                 self._fired_on[x] = cand.other_turn_start_s
                 self.count[x] += 1
-                ev = {"start": round(cand.onset_s, 3),
-                      "overlap_s": round(max(cand.overlap_s, cand.span_s), 2),
-                      "interrupted": y}
-                self.events.append({"party": x, **ev})
+                ev = Interruption(start_s=round(cand.onset_s, 3),
+                                  overlap_s=round(max(cand.overlap_s, cand.span_s), 2),
+                                  interrupted=y)
                 msg = ("You talked over the caller: let them finish" if x == "agent"
                        else "Caller cut in: pause and listen")
-                cues.append(Cue(ctx.t_s, "interruption", x, "warn" if x == "agent" else "info",
-                                msg, ev))
+                cues.append(Cue(ctx.t_s, x, "warn" if x == "agent" else "info", msg, ev))
         for p in PARTIES:
             self._was_speaking[p] = ctx.party(p).speaking
         return cues

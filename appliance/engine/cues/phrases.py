@@ -30,10 +30,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance.config import WordsConfig
+from appliance.cue_payloads import (
+    Closing,
+    CuePayload,
+    FollowUp,
+    Greeting,
+    HoldNoPermission,
+    HoldNoThanks,
+    Jargon,
+    Restated,
+)
 from appliance.engine.conversation import FrameContext
 from appliance.engine.words.locale import PHRASE_KEYS, Locale
 from appliance.engine.words.matching import Match, PhraseSet, WordBuffer, tokens
-from appliance.events import PARTIES, Cue, CueKind, Party, Severity, WordEvent
+from appliance.events import PARTIES, Cue, Party, Severity, WordEvent
 
 _MSG_MAX = 50
 _GREETING_SHORT = {"name": "name", "company": "company", "offer": "offer of help"}
@@ -189,8 +199,8 @@ class PhraseRule:
                 self._done[key] = m.end_s
         return out
 
-    def _cue(self, kind: CueKind, severity: Severity, msg: str, data: dict[str, Any]) -> Cue:
-        return Cue(self._t, kind, "agent", severity, msg[:_MSG_MAX], data)
+    def _cue(self, severity: Severity, msg: str, data: CuePayload) -> Cue:
+        return Cue(self._t, "agent", severity, msg[:_MSG_MAX], data)
 
     def _agent_words(self, t_from: float) -> list[Cue]:
         cues: list[Cue] = []
@@ -204,15 +214,15 @@ class PhraseRule:
                 self.restated += 1
                 if m.end_s - self._last_restate_cue_s >= self.restate_cooldown_s:
                     self._last_restate_cue_s = m.end_s
-                    cues.append(self._cue("restated", "info", "Good: you restated the problem",
-                                          {"start": round(m.start_s, 3)}))
+                    cues.append(self._cue("info", "Good: you restated the problem",
+                                          Restated(start_s=round(m.start_s, 3))))
             for m in self._new("follow_up", self._sets["follow_up"], t_from):
                 last = self.follow_ups[-1]["t"] if self.follow_ups else float("-inf")
                 if m.start_s - last < self.follow_up_merge_s:
                     continue  # the same promise, said again
                 self.follow_ups.append({"t": round(m.start_s, 2)})
-                cues.append(self._cue("follow_up", "info", "Callback promised: note a reminder",
-                                      {"start": round(m.start_s, 3)}))
+                cues.append(self._cue("info", "Callback promised: note a reminder",
+                                      FollowUp(start_s=round(m.start_s, 3))))
         for term, ps in self._jargon.items():
             for m in self._new(f"jargon:{term}", ps, t_from):
                 self.jargon[term] += 1
@@ -220,8 +230,8 @@ class PhraseRule:
                     continue
                 self._jargon_cue_s[term] = m.end_s
                 shown = term if len(term) <= 22 else term[:21] + "…"
-                cues.append(self._cue("jargon", "info", f"Jargon: '{shown}' — say it plainly",
-                                      {"term": term, "start": round(m.start_s, 3)}))
+                cues.append(self._cue("info", f"Jargon: '{shown}' — say it plainly",
+                                      Jargon(term=term, start_s=round(m.start_s, 3))))
         return cues
 
     # -- greeting ---------------------------------------------------------------------------
@@ -241,20 +251,21 @@ class PhraseRule:
         self._greeting_done = True
         if self._buf["agent"].words_seen == 0:
             return []  # no words from the agent: nothing to judge
-        g: dict[str, bool | None] = {"name": self._greet["name"], "company": None,
+        company = self._greet["company"] if self._company is not None else None
+        g: dict[str, bool | None] = {"name": self._greet["name"], "company": company,
                                      "offer": self._greet["offer"]}
-        if self._company is not None:
-            g["company"] = self._greet["company"]
         self.greeting = g
         missing = [k for k, v in g.items() if v is False]
+        data = Greeting(name=self._greet["name"], company=company, offer=self._greet["offer"],
+                        missing=tuple(missing) if missing else None)
         if not missing:
-            return [self._cue("greeting", "info", "Good: complete greeting", dict(g))]
+            return [self._cue("info", "Good: complete greeting", data)]
         if len(missing) == 1:
             msg = {"name": "Greeting: say your name", "company": "Greeting: say the company name",
                    "offer": "Greeting: offer your help"}[missing[0]]
         else:
             msg = "Greeting: add " + ", ".join(_GREETING_SHORT[k] for k in missing)
-        return [self._cue("greeting", "info", msg, {**g, "missing": missing})]
+        return [self._cue("info", msg, data)]
 
     # -- holds ------------------------------------------------------------------------------
     def _permission(self, hold_start_s: float) -> tuple[bool, bool, bool]:
@@ -305,9 +316,8 @@ class PhraseRule:
             return []
         self.hold_permission["no_answer" if asked else "not_asked"] += 1
         msg = "Wait for the caller's answer first" if asked else "Ask before putting on hold"
-        return [self._cue("hold_no_permission", "warn", msg,
-                          {"start": round(p.hold_start_s, 3), "asked": asked,
-                           "answered": False})]
+        return [self._cue("warn", msg, HoldNoPermission(start_s=round(p.hold_start_s, 3),
+                                                        asked=asked, answered=False))]
 
     def _judge_thanks(self, p: _Pending, final: bool) -> list[Cue]:
         lo = max(p.hold_start_s, p.hold_end_s - self.thanks_before_s)
@@ -325,8 +335,9 @@ class PhraseRule:
             self.hold_thanks["unknown"] += 1  # the agent said nothing recognisable yet
             return []
         self.hold_thanks["missing"] += 1
-        return [self._cue("hold_no_thanks", "info", "Thank the caller for waiting",
-                          {"start": round(p.hold_start_s, 3), "end": round(p.hold_end_s, 3)})]
+        return [self._cue("info", "Thank the caller for waiting",
+                          HoldNoThanks(start_s=round(p.hold_start_s, 3),
+                                       end_s=round(p.hold_end_s, 3)))]
 
     # -- end of call ------------------------------------------------------------------------
     def close(self, t_s: float) -> list[Cue]:
@@ -352,7 +363,7 @@ class PhraseRule:
             msg = ("Closing: ask 'anything else?' and thank" if not (q or th)
                    else "Closing: thank the caller for calling" if q
                    else "Closing: ask if anything else is needed")
-            cues.append(self._cue("closing", "info", msg, dict(self.closing)))
+            cues.append(self._cue("info", msg, Closing(question=q, thanks=th)))
         return cues
 
     def summary(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from collections import deque
 from typing import Any
 
 from appliance.config import RateConfig
+from appliance.cue_payloads import RateState, SpeakingRate
 from appliance.engine.conversation import FrameContext
 from appliance.events import PARTIES, Cue, Party, WordEvent
 
@@ -46,7 +47,7 @@ class RateRule:
         self._syll: dict[Party, int] = {"agent": 0, "customer": 0}
         self._words: dict[Party, int] = {"agent": 0, "customer": 0}
         self._word_speech_s: deque[tuple[float, float]] = deque()  # (end_s, duration) agent
-        self._state = "ok"
+        self._state: RateState = "ok"
         self._last_cue_s = -1e9
         self._next_eval_s = 0.0
         self._window_min: float | None = None
@@ -87,20 +88,16 @@ class RateRule:
         if state != "ok" and t_s - self._last_cue_s < self.cfg.cooldown_s:
             return []
         self._state = state
-        data: dict[str, Any] = {
-            "syllables_per_s": round(rate, 2),
-            "window_speech_s": round(self._win.speech_s, 1),
-            "band": [lo, hi],
-            "state": state,
-        }
         wpm = self._wpm(t_s)
-        if wpm is not None:
-            data["wpm"] = round(wpm)
+        data = SpeakingRate(syllables_per_s=round(rate, 2),
+                            window_speech_s=round(self._win.speech_s, 1),
+                            band_syllables_per_s=(lo, hi), state=state,
+                            wpm=None if wpm is None else round(wpm))
         if state == "ok":
-            return [Cue(t_s, "speaking_rate", "agent", "info", "Pace is good again", data)]
+            return [Cue(t_s, "agent", "info", "Pace is good again", data)]
         self._last_cue_s = t_s
         msg = "Speaking fast: slow down a little" if state == "fast" else "Speaking slowly"
-        return [Cue(t_s, "speaking_rate", "agent", "warn", msg, data)]
+        return [Cue(t_s, "agent", "warn", msg, data)]
 
     def live(self, t_s: float) -> dict[str, Any] | None:
         """The rate gauge: None until enough agent speech is in the window."""

@@ -12,6 +12,7 @@ from collections import deque
 from typing import Any
 
 from appliance.config import TalkRatioConfig
+from appliance.cue_payloads import TalkRatio
 from appliance.engine.conversation import FrameContext
 from appliance.events import Cue
 
@@ -61,10 +62,10 @@ class TalkRatioRule:
         self.peak_share = share if self.peak_share is None else max(self.peak_share, share)
         if self._armed and share > self.cfg.max_share:
             self._armed = False
-            return [Cue(ctx.t_s, "talk_ratio", "agent", "warn",
+            return [Cue(ctx.t_s, "agent", "warn",
                         f"You spoke {share:.0%} of the last {self._span_s / 60:.0f} min: "
                         "ask and listen",
-                        {"share": round(share, 3), "window_s": round(self._span_s, 1)})]
+                        TalkRatio(share=round(share, 3), window_s=round(self._span_s, 1)))]
         if not self._armed and share < self.cfg.max_share - self.cfg.hysteresis:
             self._armed = True
         return []

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from appliance.config import ToneConfig
+from appliance.cue_payloads import Tone
 from appliance.engine.conversation import FrameContext
 from appliance.events import PARTIES, Cue, Party
 
@@ -133,12 +134,12 @@ class ToneRule:
         sp.last_cue_s = t
         sp.raised_count += 1
         sp.last_state = ("raised" if p == "agent" else "agitated", t)
-        data = {"state": "raised" if p == "agent" else "agitated",
-                "start": round(sp.recent[0][0] - _FRAME_GUESS_S, 3),
-                "level_db": round(d_level, 1), "pitch_st": round(d_pitch, 1)}
+        data = Tone(state="raised" if p == "agent" else "agitated",
+                    start_s=round(sp.recent[0][0] - _FRAME_GUESS_S, 3),
+                    level_db=round(d_level, 1), pitch_st=round(d_pitch, 1))
         if p == "agent":
-            return Cue(t, "tone", p, "warn", "Voice raised: slow down, soften", data)
-        return Cue(t, "tone", p, "info", "Caller sounds upset: stay calm", data)
+            return Cue(t, p, "warn", "Voice raised: slow down, soften", data)
+        return Cue(t, p, "info", "Caller sounds upset: stay calm", data)
 
     def _monotone(self, t: float) -> Cue | None:
         sp = self._sp["agent"]
@@ -157,8 +158,8 @@ class ToneRule:
         sp.last_cue_s = t
         sp.monotone_count += 1
         sp.last_state = ("monotone", t)
-        return Cue(t, "tone", "agent", "info", "Sounding flat: vary your tone",
-                   {"state": "monotone", "pitch_spread_st": round(spread, 2)})
+        return Cue(t, "agent", "info", "Sounding flat: vary your tone",
+                   Tone(state="monotone", pitch_spread_st=round(spread, 2)))
 
     def state(self, p: Party, t_s: float, hold_s: float = 10.0) -> str:
         """"calm", or the latest tone cue's state while it is recent (dashboard)."""
