@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+HANG_S = 60.0
+"""Real seconds the loop may wait with no timer set and nothing arriving: then it is hung."""
 _THREAD_POLL_S = 0.01
 """Real seconds to wait for a busy worker thread before looking again."""
 
@@ -40,7 +42,11 @@ class _Selector:
         if self._loop.busy_threads:  # a worker thread's result is coming: real time
             return self._inner.select(_THREAD_POLL_S)
         if timeout is None:  # no timer at all: only outside events can wake the loop
-            return self._inner.select(None)
+            events = self._inner.select(HANG_S)
+            if not events:
+                raise AssertionError(f"hung: no timer, nothing ready, nothing arrived in "
+                                     f"{HANG_S:g} s")
+            return events
         self._loop.advance(timeout)
         return []
 
