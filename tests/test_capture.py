@@ -13,6 +13,7 @@ import builtins
 import io
 import json
 import math
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -66,7 +67,7 @@ class FakeStream:
 
     def __init__(self, sd: FakeSD, *, device: int, channels: int, samplerate: float,
                  blocksize: int, dtype: str, callback: Any, finished_callback: Any) -> None:
-        sd.open_times.append(sd.loop.time())
+        sd.open_times.append(sd.now())
         if sd.fail_opens > 0:
             sd.fail_opens -= 1
             raise FakePortAudioError("Error opening InputStream: Device unavailable [-9985]")
@@ -84,26 +85,38 @@ class FakeStream:
 
     def start(self) -> None:  # (in the capture's opener thread)
         self.active = True
-        self.t0 = self.sd.loop.time()
-        self.sd.loop.call_soon_threadsafe(self._tick)
+        self.t0 = self.sd.now()
+        if self.sd.loop is None:  # real time: PortAudio's own thread
+            threading.Thread(target=self._run_realtime, daemon=True).start()
+        else:
+            self.sd.loop.call_soon_threadsafe(self._tick)
+
+    def _run_realtime(self) -> None:
+        while not self.stopped:
+            time.sleep(max(0.0, self.due() - time.monotonic()))
+            if not self.stopped:
+                self._deliver()
 
     def due(self) -> float:
         """When the next block is due (never, once stopped)."""
         return math.inf if self.stopped else self.t0 + (self.pos + self.n) / self.rate
 
+    def _deliver(self) -> None:
+        gen: Signal = self.dev["signal"]
+        data = gen(self.pos, self.n, self.rate, self.channels).astype(np.float32)
+        self.pos += self.n
+        self.k += 1
+        if not self.paused:
+            every = self.sd.overflow_every
+            self.callback(data, self.n, None, FakeFlags(bool(every) and self.k % every == 0))
+
     def catch_up(self) -> None:
-        """Deliver every block due by now."""
-        while self.due() <= self.sd.loop.time() + 1e-9:
-            gen: Signal = self.dev["signal"]
-            data = gen(self.pos, self.n, self.rate, self.channels).astype(np.float32)
-            self.pos += self.n
-            self.k += 1
-            if not self.paused:
-                every = self.sd.overflow_every
-                self.callback(data, self.n, None,
-                              FakeFlags(bool(every) and self.k % every == 0))
+        """Deliver every block due by now (virtual time)."""
+        while self.due() <= self.sd.now() + 1e-9:
+            self._deliver()
 
     def _tick(self) -> None:
+        assert self.sd.loop is not None
         self.catch_up()
         if not self.stopped:
             self.sd.loop.call_at(self.due(), self._tick)
@@ -125,9 +138,11 @@ class FakeStream:
 class FakeSD:
     PortAudioError = FakePortAudioError
 
-    def __init__(self, devs: list[dict[str, Any]], default: int = 0) -> None:
-        self.loop = VirtualTimeLoop()
-        """The test's event loop: its virtual time is the devices' and the capture's clock."""
+    def __init__(self, devs: list[dict[str, Any]], default: int = 0, *,
+                 realtime: bool = False) -> None:
+        self.loop = None if realtime else VirtualTimeLoop()
+        """The test's event loop: its virtual time is the devices' and the capture's clock
+        (None: real time, for code that runs its own loop, such as the doctor's listen)."""
         self.devices = [{"index": i, "hostapi": 0, "max_output_channels": 0, **d}
                         for i, d in enumerate(devs)]
         self.default = SimpleNamespace(device=[default, -1])
@@ -136,6 +151,9 @@ class FakeSD:
         self.fail_opens = 0
         self.overflow_every = 0
         self.reinits = 0
+
+    def now(self) -> float:
+        return time.monotonic() if self.loop is None else self.loop.time()
 
     def query_devices(self, kind: str | None = None) -> Any:
         return list(self.devices)
@@ -170,11 +188,12 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeSD]:
 
 def on_fake(sd: FakeSD, cfg: AudioConfig) -> CaptureSource:
     """A capture on the fake devices' virtual clock."""
-    return CaptureSource(cfg, clock=sd.loop.time)
+    return CaptureSource(cfg, clock=sd.now)
 
 
 def stall(sd: FakeSD, seconds: float) -> None:
     """The event loop is blocked for ``seconds``; PortAudio's callbacks go on meanwhile."""
+    assert sd.loop is not None
     end = sd.loop.time() + seconds
     while (due := min((s.due() for s in sd.streams), default=math.inf)) <= end:
         sd.loop.advance(due - sd.loop.time())
@@ -188,6 +207,7 @@ def capture_for(sd: FakeSD, source: CaptureSource, seconds: float,
     """Run the source for ``seconds`` (virtual); the blocks it delivered."""
     got: list[Any] = []
     loop = sd.loop
+    assert loop is not None
 
     async def main() -> None:
         queue = BlockQueue(100000)
