@@ -23,6 +23,7 @@ from appliance.engine.vad import SileroModel
 from appliance.privacy import mask_digit_runs
 from appliance.stream.pipeline import analyse_blocks
 from appliance.stream.session import CallSession
+from tests.waiting import HANG_S
 
 F = 0.032
 
@@ -96,12 +97,28 @@ class _SlowFake:
 
 
 def test_a_slow_recognizer_never_blocks_live_audio_and_counts_drops():
-    w = RecognizerWorker(_SlowFake, ["agent"], queue_items=4, block_when_full=False)
-    t0 = time.perf_counter()
-    ok = [w.submit("agent", i * F, np.zeros(512, np.int16), False) for i in range(50)]
-    assert time.perf_counter() - t0 < 0.1  # submit never waits for the decoder
-    assert not all(ok) and w.dropped_items == ok.count(False) > 0
-    results = w.close(timeout_s=10)
+    release = threading.Event()
+
+    class Stuck(_SlowFake):
+        """Stuck in its first chunk until the test releases it."""
+
+        def AcceptWaveform(self, data: bytes) -> bool:
+            release.wait()
+            self.n += len(data) // 2
+            return False
+
+    w = RecognizerWorker(Stuck, ["agent"], queue_items=4, block_when_full=False)
+    ok: list[bool] = []
+    live = threading.Thread(target=lambda: ok.extend(
+        w.submit("agent", i * F, np.zeros(512, np.int16), False) for i in range(50)))
+    live.start()
+    live.join(HANG_S)  # (only a hang guard: the decoder cannot move before the release)
+    blocked = live.is_alive()
+    release.set()
+    live.join()
+    assert not blocked  # submit never waits for the decoder
+    assert len(ok) == 50 and not all(ok) and w.dropped_items == ok.count(False) > 0
+    results = w.close(timeout_s=HANG_S)
     assert results and results[0][0][0].word == "x"
 
 
@@ -109,7 +126,7 @@ def test_file_mode_waits_instead_of_dropping():
     w = RecognizerWorker(_SlowFake, ["agent"], queue_items=2, block_when_full=True)
     for i in range(8):
         w.submit("agent", i * F, np.zeros(512, np.int16), False)
-    w.close(timeout_s=10)
+    w.close(timeout_s=HANG_S)
     assert w.dropped_items == 0 and w.fed_s["agent"] == pytest.approx(8 * F)
 
 

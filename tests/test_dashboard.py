@@ -26,13 +26,14 @@ from appliance.errors import ApplianceError
 from appliance.sinks.dashboard import DashboardServer, is_loopback
 from appliance.sinks.dashboard.server import STATIC_DIR, _Client
 from tests.test_metrics import samples
+from tests.waiting import HANG_S, until
 
 BROWSER_DIR = Path(__file__).parent / "browser"
 CHROMIUM = Path("/usr/bin/chromium")
 
 
 def run(coro: Awaitable[Any]) -> Any:
-    return asyncio.run(asyncio.wait_for(coro, 60))
+    return asyncio.run(asyncio.wait_for(coro, 2 * HANG_S))
 
 
 async def request(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
@@ -40,7 +41,7 @@ async def request(port: int, raw: bytes) -> tuple[int, dict[str, str], bytes]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(raw)
     await writer.drain()
-    data = await asyncio.wait_for(reader.read(), 10)
+    data = await asyncio.wait_for(reader.read(), HANG_S)
     writer.close()
     head, _, body = data.partition(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
@@ -71,10 +72,10 @@ class Sse:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                      "Accept: text/event-stream\r\n\r\n".encode())
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HANG_S)
         return cls(reader, writer), head.decode("latin-1")
 
-    async def next(self, wait_s: float = 5.0) -> tuple[str, str]:
+    async def next(self, wait_s: float = HANG_S) -> tuple[str, str]:
         block = await asyncio.wait_for(self.reader.readuntil(b"\n\n"), wait_s)
         fields: dict[str, str] = {}
         for line in block.decode().strip("\n").split("\n"):
@@ -169,11 +170,7 @@ def test_sse_replays_last_state_and_cues_then_streams() -> None:
         ev, data = await sse.next()
         assert ev == "summary" and json.loads(data)["data"]["duration_s"] == 9.0
         sse.close()
-        for _ in range(50):
-            if srv.clients == 0:
-                break
-            await asyncio.sleep(0.02)
-        assert srv.clients == 0
+        await until(lambda: srv.clients == 0, "the closed page let go")
         # a page connecting after the call gets the summary, not the old cues
         sse2, _ = await Sse.open(srv.port)
         got = [await sse2.next() for _ in range(3)]
@@ -184,13 +181,19 @@ def test_sse_replays_last_state_and_cues_then_streams() -> None:
 
 def test_sse_heartbeat_and_stop_closes_streams() -> None:
     async def main() -> None:
-        srv = DashboardServer("127.0.0.1", 0, heartbeat_s=0.2)
+        srv = DashboardServer("127.0.0.1", 0, heartbeat_s=0.02)
         await srv.start()
         sse, _ = await Sse.open(srv.port)
         assert await sse.next() == ("retry", "1000")
-        assert await sse.next(2.0) == ("comment", "ping")
+        # pings at the configured pace: 50 of them at the default 10 s would take minutes,
+        # far beyond the hang guard; at 0.02 s, one second however busy the machine
+        async def fifty() -> list[tuple[str, str]]:
+            return [await sse.next() for _ in range(50)]
+
+        pings = await asyncio.wait_for(fifty(), HANG_S)
+        assert pings == [("comment", "ping")] * 50
         await srv.stop()
-        assert await asyncio.wait_for(sse.reader.read(), 5) == b""
+        assert await asyncio.wait_for(sse.reader.read(), HANG_S) == b""
         assert srv.clients == 0
     run(main())
 
@@ -536,10 +539,10 @@ def test_stopping_with_a_page_connected_is_quiet(caplog: pytest.LogCaptureFixtur
         _, w = await asyncio.open_connection("127.0.0.1", server.port)
         w.write(f"GET /events HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n\r\n".encode())
         await w.drain()
-        await asyncio.sleep(0.2)
+        await until(lambda: server.clients == 1, "the page connected")
         await server.stop()
         w.close()
-        await asyncio.sleep(0.05)
+        await w.wait_closed()
 
     with caplog.at_level(logging.ERROR):
         asyncio.run(go())

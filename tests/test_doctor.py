@@ -65,7 +65,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def fake_sd(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FakeSD]:
     def install(devs: list[dict[str, Any]], default: int = 0) -> FakeSD:
-        sd = FakeSD(devs, default)
+        sd = FakeSD(devs, default, realtime=True)  # the doctor's listen runs its own loop
         monkeypatch.setattr(devices, "sounddevice", lambda: sd)
         monkeypatch.setattr(capture, "sounddevice", lambda: sd)
         return sd

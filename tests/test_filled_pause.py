@@ -313,14 +313,15 @@ def test_streaming_latency_chunk_invariance_and_cpu() -> None:
         for i in range(0, x.shape[0], chunk):
             got += det.process(ex.process(x[i : i + chunk]))
         assert got == reference
-    # CPU of the detector alone (the extractor is measured in test_features)
+    # CPU of the detector alone (the extractor is measured in test_features): this process's
+    # CPU time, not the wall clock, so other work on a busy machine does not count
     audio_s = x.shape[0] / SR
     for hops in (1, 2, 3):
         parts: list[FeatureFrames] = chunked(frames, [hops])
         det = FilledPauseDetector()
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         for part in parts:
             det.process(part)
-        ms_per_s = (time.perf_counter() - t0) * 1000.0 / audio_s
+        ms_per_s = (time.process_time() - t0) * 1000.0 / audio_s
         log.info("CPU: %.2f ms per s of audio with %d-hop calls", ms_per_s, hops)
         assert ms_per_s < 50.0

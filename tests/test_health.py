@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from appliance.stream.live import STALLED_AFTER_S, LiveRunner
 from appliance.stream.record import CallRecord
 from tests.test_dashboard import get
 from tests.test_metrics import samples, scrape
+from tests.waiting import HANG_S, until_sync
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 
@@ -45,10 +45,8 @@ def _archive(state: Path) -> CallArchive:
 def _send(archive: CallArchive, rec: CallRecord) -> None:
     archive._n_sent = getattr(archive, "_n_sent", 0) + 1
     archive.record(rec)
-    deadline = time.monotonic() + 10.0
-    while archive.written + archive.failed + archive.dropped < archive._n_sent:
-        assert time.monotonic() < deadline, "the archive writer took no call"
-        time.sleep(0.01)
+    until_sync(lambda: archive.written + archive.failed + archive.dropped >= archive._n_sent,
+               "the archive writer took the call")
 
 
 def test_a_damaged_store_is_failing_until_it_is_moved_aside(tmp_path: Path) -> None:
@@ -116,10 +114,10 @@ def test_a_writer_that_dies_is_restarted_then_reported_stopped(
     archive._store.close()
     archive._store = None
     archive._q.put(None)  # make the live writer leave its loop, as a crash would
-    archive._thread.join(5)
+    archive._thread.join(HANG_S)
     for _ in range(archive_mod.MAX_RESTARTS):
         h = archive.health()
-        archive._thread.join(5)
+        archive._thread.join(HANG_S)
     h = archive.health()
     assert h["state"] == "stopped" and h["ok"] is False and h["writer_alive"] is False
     assert h["restarts"] == archive_mod.MAX_RESTARTS
@@ -198,10 +196,8 @@ def test_a_failing_store_shows_in_healthz_metrics_and_status(tmp_path: Path) -> 
     runner = LiveRunner(config_from_dict({}), StillSource(), SileroModel(), archive=archive)
     archive.start()
     try:
-        deadline = time.monotonic() + 10
-        while archive.last_error is None:  # the writer tries to open it at start
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
+        # the writer tries to open it at start
+        until_sync(lambda: archive.last_error is not None, "the writer's first try")
         h = runner.health()
         assert not h["healthy"] and h["problems"] == ["storage.failing"]
         assert h["storage"]["last_error"] == "store.corrupt"

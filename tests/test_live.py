@@ -14,8 +14,11 @@ from appliance.config import Config, config_from_dict
 from appliance.engine.vad import SileroModel
 from appliance.sinks.metrics import RunnerCollector
 from appliance.stream.live import LiveRunner
+from appliance.stream.pipeline import BlockQueue
+from tests import virtual_time
 from tests.scripted import ScriptedSource
 from tests.test_metrics import samples, scrape
+from tests.virtual_time import VirtualTimeLoop
 
 DEMO = Path(__file__).resolve().parent.parent / "appliance" / "demo" / "demo_call.wav"
 
@@ -82,26 +85,33 @@ def test_the_replay_paces_blocks_at_its_speed(virtual_clock):
 
 
 def test_a_slow_consumer_drops_and_counts_instead_of_blocking_the_source():
+    loop = VirtualTimeLoop()
     cfg = config_from_dict({"audio": {"queue_s": 0.1}})
-    source = ReplaySource(DEMO, speed=200.0)
+    source = ReplaySource(DEMO, speed=200.0, clock=loop.time)
     runner = LiveRunner(cfg, source, SileroModel())
 
     async def stalled() -> None:
         await asyncio.sleep(3600)
 
     runner.analyse = stalled  # type: ignore[method-assign]
-    asyncio.run(_run_for(runner, 0.5))
-    assert runner.queue.dropped > 0 and source.blocks > runner.queue.maxsize
+    virtual_time.run(_run_for(runner, 0.5), loop)  # 0.5 s at 200x: 3125 blocks of 32 ms
+    assert source.blocks == pytest.approx(3125, abs=1)  # the source never waited
+    assert runner.queue.dropped == source.blocks - runner.queue.maxsize
 
 
-@pytest.mark.parametrize("speed", [1000.0])
-def test_audio_stops_flowing_shows_in_health(speed):
-    source = ReplaySource(DEMO, speed=speed, at_end="stop")
+def test_audio_stops_flowing_shows_in_health():
+    loop = VirtualTimeLoop()
+    source = ReplaySource(DEMO, speed=1000.0, at_end="stop", clock=loop.time)
     runner = LiveRunner(Config(), source, SileroModel())
+    seen: list[bool] = []
 
     async def go() -> None:
-        await _run_for(runner, 1.0)
-        await asyncio.sleep(1.1)
+        await source.run(BlockQueue(10**6))  # the whole recording, then the stream's end
+        seen.append(runner.health()["audio_flowing"])
+        await asyncio.sleep(0.99)
+        seen.append(runner.health()["audio_flowing"])
+        await asyncio.sleep(0.02)  # a second after the last block
 
-    asyncio.run(go())
+    virtual_time.run(go(), loop)
+    assert seen == [True, True] and source.passes == 1
     assert runner.health()["audio_flowing"] is False

@@ -17,6 +17,7 @@ from appliance.stream.blocks import EndOfCall
 from appliance.stream.live import LiveRunner
 from appliance.stream.pipeline import analyse_blocks
 from appliance.stream.session import CallSession
+from tests.waiting import until
 
 DEMO = Path(__file__).resolve().parent.parent / "appliance" / "demo"
 
@@ -142,10 +143,8 @@ def _desk(cfg_calls: dict[str, Any], feed: list[Any]) -> tuple[LiveRunner, list[
         for item in feed:
             if callable(item):
                 await runner.queue.put(None) if item is None else None
-                for _ in range(1000):  # let the runner take everything before the check
-                    if not runner.queue.qsize():
-                        break
-                    await asyncio.sleep(0.01)
+                # let the runner take everything before the check
+                await until(lambda: not runner.queue.qsize(), "the runner took the blocks")
                 item(runner)
             else:
                 await runner.queue.put(item)

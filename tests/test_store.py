@@ -156,9 +156,12 @@ def test_a_lower_bound_prunes_in_batches_and_gives_the_space_back(db: Path) -> N
     big = db.stat().st_size
     assert big > 4 << 20
     with SummaryStore.open(db, max_bytes=256 * 1024, keep_days=3650) as store:
-        t = time.monotonic()
+        deletes: list[str] = []
+        store._conn.set_trace_callback(
+            lambda sql: deletes.append(sql) if sql.startswith("DELETE") else None)
         removed = store.prune(T0)
-        assert time.monotonic() - t < 5
+        store._conn.set_trace_callback(None)
+        assert len(deletes) <= 10  # a few batches, not one statement per call
         assert _used(store) <= 256 * 1024
         left = [int(r["call_id"][1:]) for r in store.export()]
     assert removed == 4000 - len(left) and left == list(range(4000 - len(left), 4000))
@@ -297,10 +300,9 @@ def test_read_only_export_never_blocks_the_writer(db: Path) -> None:
     raw = sqlite3.connect(db.resolve().as_uri() + "?mode=ro", uri=True, isolation_level=None)
     raw.execute("BEGIN")
     assert raw.execute("SELECT count(*) FROM calls").fetchone()[0] == 300
-    t = time.monotonic()
+    writer._conn.execute("PRAGMA busy_timeout = 0")  # a write that had to wait would fail
     for i in range(300, 310):
         add(writer, i, now=T0)
-    assert time.monotonic() - t < 2.0
     assert raw.execute("SELECT count(*) FROM calls").fetchone()[0] == 300  # its snapshot
     raw.execute("COMMIT")
     rest = list(it)

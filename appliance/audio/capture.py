@@ -34,6 +34,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,8 +106,11 @@ class _Opened:
 class CaptureSource:
     """Headset/line capture as a live source (see the module docstring)."""
 
-    def __init__(self, cfg: AudioConfig) -> None:
+    def __init__(self, cfg: AudioConfig, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
+        self.clock = clock
+        """Seconds, monotonic, read by the event loop and PortAudio's threads (a test injects
+        its event loop's virtual time, the one the polling sleeps on)."""
         if cfg.wiring == "two_devices":
             self._slots = [_Slot("agent input", cfg.agent_device, (0,), (_AGENT,),
                                  "the agent's microphone"),
@@ -157,7 +161,7 @@ class CaptureSource:
 
     @property
     def flowing(self) -> bool:
-        now = time.monotonic()
+        now = self.clock()
         return all(s.stream is not None and s.last_cb > s.opened_at
                    and now - s.last_cb < FLOWING_S for s in self._slots)
 
@@ -179,12 +183,12 @@ class CaptureSource:
 
     # -- PortAudio side (callback threads and the opener thread) ----------------------------
     def _callback_for(self, slot: _Slot, gen: int) -> Any:
-        raw, raw_max = self._raw, self._raw_max
+        raw, raw_max, clock = self._raw, self._raw_max, self.clock
         cols = list(slot.channels)
         mono = cols == [0] and slot.n_open == 1
 
         def callback(indata: np.ndarray, frames: int, time_info: Any, status: Any) -> None:
-            slot.last_cb = time.monotonic()
+            slot.last_cb = clock()
             if status and getattr(status, "input_overflow", False):
                 slot.overflows += 1
             if len(raw) >= raw_max:
@@ -234,7 +238,7 @@ class CaptureSource:
     # -- the event-loop side -------------------------------------------------------------------
     async def run(self, queue: BlockQueue) -> None:
         """Capture into ``queue`` until cancelled; reconnects by itself, never raises."""
-        self._started = time.monotonic()
+        self._started = self.clock()
         for s in self._slots:
             s.last_cb = s.next_try = self._started
             s.lost_since = self._started
@@ -254,7 +258,7 @@ class CaptureSource:
                 s.stream = None
 
     def _supervise(self) -> None:
-        now = time.monotonic()
+        now = self.clock()
         for s in self._slots:
             if s.opening is not None and s.opening.done():
                 self._opened(s, s.opening, now)
@@ -335,7 +339,7 @@ class CaptureSource:
             for col, party in enumerate(slot.parties):
                 self._pend[party] = np.concatenate([self._pend[party], y[:, col]])
         if self._audio_seen:  # the clock starts with the first audio
-            self._pad(time.monotonic())
+            self._pad(self.clock())
         a, c = self._pend
         n = self._block
         while len(a) >= n and len(c) >= n:

@@ -18,6 +18,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,10 @@ class Service:
         self.reloads = 0
         self.reload_error = ""
         self.no_audio_ready_s = NO_AUDIO_READY_S
-        self.started_s = time.monotonic()
+        self.clock: Callable[[], float] = time.monotonic
+        """Seconds, monotonic: the READY deadline's clock (a test injects its own, with the
+        event loop's for the polls)."""
+        self.started_s = self.clock()
         """When the process started (the READY deadline counts the model load too)."""
         self.stopping = False
 
@@ -195,7 +199,7 @@ class Service:
                 log.info("ready: audio flowing",
                          extra={"fields": {"call": self.runner.engine.call_id}})
                 break
-            if time.monotonic() >= give_up:
+            if self.clock() >= give_up:
                 self.notifier.ready("Degraded: " + self.status_line()
                                     + " (check the headset; appliance doctor)")
                 log.error("no audio %.0f s after start: running degraded until it arrives "
