@@ -112,6 +112,7 @@ def test_calls_on_a_worker_share_its_recognizer_pool(models_dir, ko_call):
     from appliance.audio.filesource import FileSource
     from appliance.config import config_from_dict
     from appliance.stream.shards import ShardPool
+    from tests.waiting import until
 
     lines: list[dict] = []
     blocks = list(FileSource(ko_call, block_s=0.032).blocks())
@@ -129,9 +130,8 @@ def test_calls_on_a_worker_share_its_recognizer_pool(models_dir, ko_call):
             await asyncio.sleep(0)
         for cid in ("k1", "k2"):
             pool.end_call(cid, "source_closed")
-        async with asyncio.timeout(300):
-            while sum(e["kind"] == "summary" for e in lines) < 2:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)  # the summaries come from the other process
+        # the summaries come from the other process
+        await until(lambda: sum(e["kind"] == "summary" for e in lines) == 2, hang_s=300)
         await pool.stop()
 
     asyncio.run(go())

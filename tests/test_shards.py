@@ -25,6 +25,7 @@ from appliance.sinks.metrics import WorkerCollector
 from appliance.stream.pipeline import analyse_blocks
 from appliance.stream.session import CallSession
 from appliance.stream.shards import ShardPool
+from tests.waiting import until
 
 DEMO = Path(__file__).resolve().parent.parent / "appliance" / "demo"
 HANG_S = 120.0  # bounds a hang only
@@ -52,11 +53,9 @@ def _cues(lines: list[dict[str, Any]], call_id: str) -> list[tuple[Any, ...]]:
 
 
 async def _until(cond: Any) -> None:
-    """Wait for a condition that another process brings about (polled: there is nothing in
-    this process to wait on); the timeout only bounds a hang."""
-    async with asyncio.timeout(HANG_S):
-        while not cond():  # noqa: ASYNC110
-            await asyncio.sleep(0.02)
+    """Wait for a condition that another process brings about; the deadline only bounds a
+    hang (a worker loads its models, two workers share two busy cores)."""
+    await until(cond, hang_s=HANG_S)
 
 
 async def _push(pool: ShardPool, call_id: str, block: Any) -> None:
