@@ -46,7 +46,7 @@ from appliance.engine.features.filled_pause import FilledPauseDetector
 from appliance.engine.features.music import MusicDetector
 from appliance.engine.features.nuclei import NucleiDetector
 from appliance.engine.hold import HoldTracker
-from appliance.engine.level_vad import LevelDetector
+from appliance.engine.level_vad import LevelDetector, hop_mean
 from appliance.engine.marks import Mark
 from appliance.engine.vad import SAMPLE_RATE_HZ, WINDOW_SAMPLES, SileroModel, VadStream
 from appliance.engine.words.locale import load_locale
@@ -76,9 +76,18 @@ LEVEL_MAX_BELOW_OTHER_DB = 12.0
 ONSET_MIN_SNR_DB = 10.0
 
 
-def _level_dbfs(x: np.ndarray) -> float:
-    p = float(np.mean(np.square(x, dtype=np.float64)))
-    return 10.0 * math.log10(p / (32768.0**2)) if p > 0 else -120.0
+def _levels_dbfs(window: np.ndarray) -> list[float]:
+    """RMS level (dBFS) of each row of the (2, 512) window."""
+    mean_sq = (np.add.reduce(np.square(window, dtype=np.float64), axis=1)
+               / window.shape[1]).tolist()
+    return [10.0 * math.log10(p / (32768.0**2)) if p > 0 else -120.0 for p in mean_sq]
+
+
+def _median(values: list[float]) -> float:
+    """``float(np.median(values))`` bit for bit (values without NaN, at least one)."""
+    v = sorted(values)
+    k = len(v)
+    return v[k // 2] if k % 2 else (v[k // 2 - 1] + v[k // 2]) / 2
 
 
 class _Party:
@@ -87,7 +96,6 @@ class _Party:
     def __init__(self, cfg: Config) -> None:
         self.buf = np.empty(0, dtype=np.int16)
         self.vad = VadStream()
-        self.features = FeatureExtractor(SAMPLE_RATE_HZ)
         self.nuclei = NucleiDetector()
         self.filled = FilledPauseDetector()
         self.filled_buf: list[FeatureFrames] = []
@@ -118,6 +126,8 @@ class CallEngine:
         self.lang = lang or cfg.language
         self._vad = vad
         self._p: dict[Party, _Party] = {p: _Party(cfg) for p in PARTIES}
+        # both parties' hops in one pass (rows: PARTIES order)
+        self._features = FeatureExtractor(SAMPLE_RATE_HZ, channels=len(PARTIES))
         self._music = MusicDetector(tonal_threshold=MUSIC_TONAL_THRESHOLD,
                                     tonal_center=MUSIC_TONAL_CENTER)
         self._music_now = False
@@ -223,33 +233,34 @@ class CallEngine:
         t0 = self.t_s
         self.frames += 1
         t1 = self.t_s
-        levels = {p: _level_dbfs(window[i]) for i, p in enumerate(PARTIES)}
+        lv = _levels_dbfs(window)
+        levels = dict(zip(PARTIES, lv, strict=True))
         self._agent_probs.append(float(probs[0]))
         speechy = sum(self._agent_probs) / len(self._agent_probs) >= MUSIC_SPEECH_VETO
         raw: dict[Party, dict[str, Any]] = {}
-        for i, p in enumerate(PARTIES):
+        for p, feats in zip(PARTIES, self._features.process_channels(window), strict=True):
             st = self._p[p]
-            feats = st.features.process(window[i])
             nuclei = st.nuclei.process(feats)
-            if p == "agent" and len(feats):
+            has = len(feats) > 0
+            if p == "agent" and has:
                 self._music_now = bool(self._music.process(feats)[-1]) and not speechy
-            voiced = feats.f0_hz[~np.isnan(feats.f0_hz)] if len(feats) else feats.f0_hz
-            if len(feats):
+            voiced = [f for f in feats.f0_hz.tolist() if f == f]  # not NaN
+            if has:
                 st.floor_dbfs = float(feats.noise_floor_dbfs[-1])
             st.filled_buf.append(feats)
             filled: list[tuple[float, float]] = []
             if len(st.filled_buf) >= FILLED_PAUSE_BATCH_FRAMES:
                 filled = st.filled.process(FeatureFrames.concat(st.filled_buf))
                 st.filled_buf.clear()
-            band = (10.0 * math.log10(float(np.mean(np.power(10.0, feats.band_db / 10.0))))
-                    if len(feats) else -120.0)
+            band = (10.0 * math.log10(hop_mean(np.power(10.0, feats.band_db / 10.0).tolist()))
+                    if has else -120.0)
             raw[p] = {
                 "band": band,
                 "level": st.level.update(feats, st.floor_dbfs),
                 "filled": filled,
-                "f0": float(np.median(voiced)) if len(voiced) else math.nan,
-                "dsil": bool(np.all(feats.digital_silence)) if len(feats) else False,
-                "nuclei": tuple(float(t) for t in nuclei),
+                "f0": _median(voiced) if voiced else math.nan,
+                "dsil": all(feats.digital_silence.tolist()) if has else False,
+                "nuclei": tuple(nuclei),
             }
         frames: dict[Party, PartyFrame] = {}
         for i, p in enumerate(PARTIES):
