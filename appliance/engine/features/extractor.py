@@ -91,13 +91,15 @@ class FeatureFrames:
         """Join consecutive blocks of hops into one (tests, offline analysis)."""
         if not parts:
             return FeatureFrames.empty()
-        names = [f.name for f in fields(FeatureFrames)]
-        return FeatureFrames(*(np.concatenate([getattr(p, n) for p in parts]) for n in names))
+        return FeatureFrames(*(np.concatenate([getattr(p, n) for p in parts])
+                               for n in _FIELD_NAMES))
 
     def slice(self, start: int, stop: int) -> FeatureFrames:
         """Hops ``start:stop``."""
-        names = [f.name for f in fields(FeatureFrames)]
-        return FeatureFrames(*(getattr(self, n)[start:stop] for n in names))
+        return FeatureFrames(*(getattr(self, n)[start:stop] for n in _FIELD_NAMES))
+
+
+_FIELD_NAMES = tuple(f.name for f in fields(FeatureFrames))
 
 
 class FeatureExtractor:
