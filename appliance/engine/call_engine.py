@@ -94,7 +94,6 @@ class _Party:
     """Per-party analysis state."""
 
     def __init__(self, cfg: Config) -> None:
-        self.buf = np.empty(0, dtype=np.int16)
         self.vad = VadStream()
         self.nuclei = NucleiDetector()
         self.filled = FilledPauseDetector()
@@ -126,6 +125,8 @@ class CallEngine:
         self.lang = lang or cfg.language
         self._vad = vad
         self._p: dict[Party, _Party] = {p: _Party(cfg) for p in PARTIES}
+        self._windows: deque[np.ndarray] = deque()  # complete (2, 512) windows, in order
+        self._rest = np.empty((2, 0), dtype=np.int16)  # samples short of a window
         # both parties' hops in one pass (rows: PARTIES order)
         self._features = FeatureExtractor(SAMPLE_RATE_HZ, channels=len(PARTIES))
         self._music = MusicDetector(tonal_threshold=MUSIC_TONAL_THRESHOLD,
@@ -174,22 +175,26 @@ class CallEngine:
         """Queue audio (16 kHz int16, equal lengths) for analysis."""
         if len(agent) != len(customer):
             raise ValueError("agent and customer chunks must have the same length")
-        for p, x in zip(PARTIES, (agent, customer), strict=True):
-            st = self._p[p]
-            st.buf = np.concatenate([st.buf, np.asarray(x, dtype=np.int16)])
+        n = len(agent)
+        if n == WINDOW_SAMPLES and self._rest.shape[1] == 0:  # a PBX block: one window
+            self._windows.append(np.stack([np.asarray(agent, dtype=np.int16),
+                                           np.asarray(customer, dtype=np.int16)]))
+            return
+        buf = np.concatenate([self._rest, np.stack([np.asarray(agent, dtype=np.int16),
+                                                    np.asarray(customer, dtype=np.int16)])],
+                             axis=1)
+        k = buf.shape[1] // WINDOW_SAMPLES
+        for i in range(k):
+            self._windows.append(np.ascontiguousarray(
+                buf[:, i * WINDOW_SAMPLES:(i + 1) * WINDOW_SAMPLES]))
+        self._rest = buf[:, k * WINDOW_SAMPLES:]
 
     def has_window(self) -> bool:
-        return len(self._p["agent"].buf) >= WINDOW_SAMPLES
+        return bool(self._windows)
 
     def take_window(self) -> np.ndarray | None:
         """The next (2, 512) window (agent, customer), or None if not enough audio yet."""
-        a, c = self._p["agent"], self._p["customer"]
-        if len(a.buf) < WINDOW_SAMPLES:
-            return None
-        w = np.stack([a.buf[:WINDOW_SAMPLES], c.buf[:WINDOW_SAMPLES]])
-        a.buf = a.buf[WINDOW_SAMPLES:]
-        c.buf = c.buf[WINDOW_SAMPLES:]
-        return w
+        return self._windows.popleft() if self._windows else None
 
     def push(self, agent: np.ndarray, customer: np.ndarray) -> list[Cue]:
         """Feed audio and analyse every complete frame; returns the cues in order."""
