@@ -239,13 +239,13 @@ class CallEngine:
         self.frames += 1
         t1 = self.t_s
         lv = _levels_dbfs(window)
-        levels = dict(zip(PARTIES, lv, strict=True))
         self._agent_probs.append(float(probs[0]))
         speechy = sum(self._agent_probs) / len(self._agent_probs) >= MUSIC_SPEECH_VETO
-        raw: dict[Party, dict[str, Any]] = {}
+        raw: list[tuple[float, float, float, bool, tuple[float, ...]]] = []
+        filled: dict[Party, list[tuple[float, float]]] = {}
         for p, feats in zip(PARTIES, self._features.process_channels(window), strict=True):
             st = self._p[p]
-            nuclei = st.nuclei.process(feats)
+            nuclei = tuple(st.nuclei.process(feats))
             has = len(feats) > 0
             if p == "agent" and has:
                 self._music_now = bool(self._music.process(feats)[-1]) and not speechy
@@ -253,76 +253,71 @@ class CallEngine:
             if has:
                 st.floor_dbfs = float(feats.noise_floor_dbfs[-1])
             st.filled_buf.append(feats)
-            filled: list[tuple[float, float]] = []
             if len(st.filled_buf) >= FILLED_PAUSE_BATCH_FRAMES:
-                filled = st.filled.process(FeatureFrames.concat(st.filled_buf))
+                filled[p] = st.filled.process(FeatureFrames.concat(st.filled_buf))
                 st.filled_buf.clear()
             band = (10.0 * math.log10(hop_mean(np.power(10.0, feats.band_db / 10.0).tolist()))
                     if has else -120.0)
-            raw[p] = {
-                "band": band,
-                "level": st.level.update(feats, st.floor_dbfs),
-                "filled": filled,
-                "f0": _median(voiced) if voiced else math.nan,
-                "dsil": all(feats.digital_silence.tolist()) if has else False,
-                "nuclei": tuple(nuclei),
-            }
-        frames: dict[Party, PartyFrame] = {}
+            raw.append((band, st.level.update(feats, st.floor_dbfs),
+                        _median(voiced) if voiced else math.nan,
+                        all(feats.digital_silence.tolist()) if has else False, nuclei))
+        frames: list[PartyFrame] = []
+        silence_dbfs = self.cfg.vad.silence_dbfs
         for i, p in enumerate(PARTIES):
             st = self._p[p]
-            other: Party = "customer" if p == "agent" else "agent"
-            echo = st.echo.is_echo(levels[p], levels[other], window[i], window[1 - i])
-            music = self._music_now if p == "agent" else False
-            blocked = echo or music or levels[p] < self.cfg.vad.silence_dbfs
+            own, other = lv[i], lv[1 - i]
+            band, level_ev, f0, dsil, nuclei = raw[i]
+            echo = st.echo.is_echo(own, other, window[i], window[1 - i])
+            music = self._music_now if i == 0 else False
+            blocked = echo or music or own < silence_dbfs
             # Silero fused with the level detector (loud, speech-like frames are speech); a
             # spurt never starts on a frame that hardly rises above the noise floor (Silero
             # now and then scores faint echo residue or hiss as speech)
-            level_ev = raw[p]["level"]
-            if level_ev > 0.0 and levels[p] < levels[other] - LEVEL_MAX_BELOW_OTHER_DB:
+            if level_ev > 0.0 and own < other - LEVEL_MAX_BELOW_OTHER_DB:
                 level_ev = 0.0  # under a much louder other party: often their echo or the
                 #                 tail of one's own word in it; Silero alone decides there
-            prob = max(float(probs[i]), level_ev)
-            if not st.tracker.speaking and levels[p] - st.floor_dbfs < ONSET_MIN_SNR_DB:
+            silero = float(probs[i])
+            prob = max(silero, level_ev)
+            tr = st.tracker
+            if not tr.speaking and own - st.floor_dbfs < ONSET_MIN_SNR_DB:
                 prob = 0.0
-            ended = st.tracker.update(t0, t1, prob, blocked)
+            ended = tr.update(t0, t1, prob, blocked)
             if ended is not None:
                 st.spurts.append(ended)
-            tr = st.tracker
-            frames[p] = PartyFrame(
-                prob=float(probs[i]), level_dbfs=levels[p], echo=echo, active=tr.active,
-                speaking=tr.speaking, spurt_start_s=tr.spurt_start_s, f0_hz=raw[p]["f0"],
-                digital_silence=raw[p]["dsil"], noise_floor_dbfs=st.floor_dbfs, music=music,
-                nuclei_s=raw[p]["nuclei"], turn_start_s=tr.turn_start_s,
-                in_turn=tr.turn_open(t1), band_level_db=raw[p]["band"],
-            )
+            frames.append(PartyFrame(
+                silero, own, echo, tr.active, tr.speaking, tr.spurt_start_s, f0, dsil,
+                st.floor_dbfs, music, nuclei, tr.turn_start_s, tr.turn_open(t1), band,
+            ))
         due: list[tuple[float, str]] = []
         while self._marks and self._marks[0].t_s < t1:
             m = self._marks.popleft()
             due.append((m.t_s, m.event))
-        ag = frames["agent"]
+        ag, cu = frames
         cues = self.hold.update(
             t0, t1, due, music=ag.music, speaking=ag.speaking, active=ag.active,
             spurt_start_s=ag.spurt_start_s, digital_silence=ag.digital_silence,
-            level_dbfs=ag.level_dbfs, other_speaking=frames["customer"].speaking,
+            level_dbfs=ag.level_dbfs, other_speaking=cu.speaking,
         )
-        ctx = FrameContext(t0, t1, frames["agent"], frames["customer"], self.hold.view)
+        ctx = FrameContext(t0, t1, ag, cu, self.hold.view)
         for rule in self.rules:
             cues += rule.on_frame(ctx)
-        cues += self._filled_pauses(ctx, raw)
+        if filled:
+            cues += self._filled_pauses(ctx, filled)
         for tap in self.taps:
             tap(ctx, window)
         return self._count(cues)
 
-    def _filled_pauses(self, ctx: FrameContext, raw: dict[Party, dict[str, Any]]) -> list[Cue]:
+    def _filled_pauses(self, ctx: FrameContext,
+                       filled: dict[Party, list[tuple[float, float]]]) -> list[Cue]:
         """Acoustic filled pauses (« um », « äh », « euh » that small recognizers drop):
         counted only inside the party's speech and never on hold or over music."""
         cues: list[Cue] = []
         for p in PARTIES:
             pf = ctx.party(p)
-            if not raw[p]["filled"] or pf.music or (p == "agent" and ctx.hold.on_hold):
+            if not filled.get(p) or pf.music or (p == "agent" and ctx.hold.on_hold):
                 continue
             last_speech_s = self._p[p].tracker.last_active_end_s
-            for start, end in raw[p]["filled"]:
+            for start, end in filled[p]:
                 if last_speech_s >= start:  # the pause was (part of) the party's speech
                     cues += self.fillers.add_acoustic(ctx.t_s, p, start, end)
         return cues
