@@ -1,11 +1,12 @@
 """Frame-level acoustic features for one party, computed in 10 ms hops.
 
 :class:`FeatureExtractor` turns a stream of 16 kHz mono int16 chunks of any size into
-:class:`FeatureFrames`, one element per *completed* 10 ms hop.  All the complete hops of a
-chunk are analysed together with numpy (one FFT pair per hop serves the spectrum and the
-pitch); the only state between calls is the tail of the sample buffer, the noise-floor
-trackers and the fine structure of the last four spectra, so the output does not depend
-on how the stream was cut into chunks (``tests/test_features.py`` checks it).
+:class:`FeatureFrames`, one element per *completed* 10 ms hop (or several streams in step:
+``channels=2`` for the two parties of a call, one :class:`FeatureFrames` each).  All the
+complete hops of a chunk are analysed together with numpy (one FFT pair per hop serves the
+spectrum and the pitch); the only state between calls is the tail of the sample buffer,
+the noise-floor trackers and the fine structure of the last four spectra, so the output
+does not depend on how the stream was cut into chunks (``tests/test_features.py`` checks it).
 
 Conventions
 -----------
