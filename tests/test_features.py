@@ -229,3 +229,23 @@ def test_reset_forgets_the_stream() -> None:
     first = ex.process(x)
     ex.reset()
     _assert_same(first, ex.process(x))
+
+
+@pytest.mark.parametrize("size", [512, 333])
+def test_channels_in_one_pass_match_one_extractor_each_bit_for_bit(size: int) -> None:
+    """The engine analyses both parties in one pass: each channel's frames are exactly
+    those of an extractor of its own (every operation is row-wise)."""
+    a = _mixed_signal()
+    b = np.roll(a, 12345)[::-1].copy()  # a different signal on the other channel
+    both = FeatureExtractor(channels=2)
+    one_a, one_b = FeatureExtractor(), FeatureExtractor()
+    for i in range(0, a.shape[0], size):
+        got = both.process_channels(np.stack([a[i : i + size], b[i : i + size]]))
+        for fr, ex, x in ((got[0], one_a, a), (got[1], one_b, b)):
+            want = ex.process(x[i : i + size])
+            assert len(fr) == len(want)
+            for f in fields(FeatureFrames):
+                np.testing.assert_array_equal(getattr(fr, f.name), getattr(want, f.name),
+                                              err_msg=f.name)
+    with pytest.raises(ValueError, match="one channel"):
+        both.process(a[:512])

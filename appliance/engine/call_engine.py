@@ -46,7 +46,7 @@ from appliance.engine.features.filled_pause import FilledPauseDetector
 from appliance.engine.features.music import MusicDetector
 from appliance.engine.features.nuclei import NucleiDetector
 from appliance.engine.hold import HoldTracker
-from appliance.engine.level_vad import LevelDetector
+from appliance.engine.level_vad import LevelDetector, hop_mean
 from appliance.engine.marks import Mark
 from appliance.engine.vad import SAMPLE_RATE_HZ, WINDOW_SAMPLES, SileroModel, VadStream
 from appliance.engine.words.locale import load_locale
@@ -76,18 +76,25 @@ LEVEL_MAX_BELOW_OTHER_DB = 12.0
 ONSET_MIN_SNR_DB = 10.0
 
 
-def _level_dbfs(x: np.ndarray) -> float:
-    p = float(np.mean(np.square(x, dtype=np.float64)))
-    return 10.0 * math.log10(p / (32768.0**2)) if p > 0 else -120.0
+def _levels_dbfs(window: np.ndarray) -> list[float]:
+    """RMS level (dBFS) of each row of the (2, 512) window."""
+    mean_sq = (np.add.reduce(np.square(window, dtype=np.float64), axis=1)
+               / window.shape[1]).tolist()
+    return [10.0 * math.log10(p / (32768.0**2)) if p > 0 else -120.0 for p in mean_sq]
+
+
+def _median(values: list[float]) -> float:
+    """``float(np.median(values))`` bit for bit (values without NaN, at least one)."""
+    v = sorted(values)
+    k = len(v)
+    return v[k // 2] if k % 2 else (v[k // 2 - 1] + v[k // 2]) / 2
 
 
 class _Party:
     """Per-party analysis state."""
 
     def __init__(self, cfg: Config) -> None:
-        self.buf = np.empty(0, dtype=np.int16)
         self.vad = VadStream()
-        self.features = FeatureExtractor(SAMPLE_RATE_HZ)
         self.nuclei = NucleiDetector()
         self.filled = FilledPauseDetector()
         self.filled_buf: list[FeatureFrames] = []
@@ -118,6 +125,10 @@ class CallEngine:
         self.lang = lang or cfg.language
         self._vad = vad
         self._p: dict[Party, _Party] = {p: _Party(cfg) for p in PARTIES}
+        self._windows: deque[np.ndarray] = deque()  # complete (2, 512) windows, in order
+        self._rest = np.empty((2, 0), dtype=np.int16)  # samples short of a window
+        # both parties' hops in one pass (rows: PARTIES order)
+        self._features = FeatureExtractor(SAMPLE_RATE_HZ, channels=len(PARTIES))
         self._music = MusicDetector(tonal_threshold=MUSIC_TONAL_THRESHOLD,
                                     tonal_center=MUSIC_TONAL_CENTER)
         self._music_now = False
@@ -162,22 +173,26 @@ class CallEngine:
         """Queue audio (16 kHz int16, equal lengths) for analysis."""
         if len(agent) != len(customer):
             raise ValueError("agent and customer chunks must have the same length")
-        for p, x in zip(PARTIES, (agent, customer), strict=True):
-            st = self._p[p]
-            st.buf = np.concatenate([st.buf, np.asarray(x, dtype=np.int16)])
+        n = len(agent)
+        if n == WINDOW_SAMPLES and self._rest.shape[1] == 0:  # a PBX block: one window
+            self._windows.append(np.stack([np.asarray(agent, dtype=np.int16),
+                                           np.asarray(customer, dtype=np.int16)]))
+            return
+        buf = np.concatenate([self._rest, np.stack([np.asarray(agent, dtype=np.int16),
+                                                    np.asarray(customer, dtype=np.int16)])],
+                             axis=1)
+        k = buf.shape[1] // WINDOW_SAMPLES
+        for i in range(k):
+            self._windows.append(np.ascontiguousarray(
+                buf[:, i * WINDOW_SAMPLES:(i + 1) * WINDOW_SAMPLES]))
+        self._rest = buf[:, k * WINDOW_SAMPLES:]
 
     def has_window(self) -> bool:
-        return len(self._p["agent"].buf) >= WINDOW_SAMPLES
+        return bool(self._windows)
 
     def take_window(self) -> np.ndarray | None:
         """The next (2, 512) window (agent, customer), or None if not enough audio yet."""
-        a, c = self._p["agent"], self._p["customer"]
-        if len(a.buf) < WINDOW_SAMPLES:
-            return None
-        w = np.stack([a.buf[:WINDOW_SAMPLES], c.buf[:WINDOW_SAMPLES]])
-        a.buf = a.buf[WINDOW_SAMPLES:]
-        c.buf = c.buf[WINDOW_SAMPLES:]
-        return w
+        return self._windows.popleft() if self._windows else None
 
     def push(self, agent: np.ndarray, customer: np.ndarray) -> list[Cue]:
         """Feed audio and analyse every complete frame; returns the cues in order."""
@@ -221,90 +236,86 @@ class CallEngine:
         t0 = self.t_s
         self.frames += 1
         t1 = self.t_s
-        levels = {p: _level_dbfs(window[i]) for i, p in enumerate(PARTIES)}
+        lv = _levels_dbfs(window)
         self._agent_probs.append(float(probs[0]))
         speechy = sum(self._agent_probs) / len(self._agent_probs) >= MUSIC_SPEECH_VETO
-        raw: dict[Party, dict[str, Any]] = {}
-        for i, p in enumerate(PARTIES):
+        raw: list[tuple[float, float, float, bool, tuple[float, ...]]] = []
+        filled: dict[Party, list[tuple[float, float]]] = {}
+        for p, feats in zip(PARTIES, self._features.process_channels(window), strict=True):
             st = self._p[p]
-            feats = st.features.process(window[i])
-            nuclei = st.nuclei.process(feats)
-            if p == "agent" and len(feats):
+            nuclei = tuple(st.nuclei.process(feats))
+            has = len(feats) > 0
+            if p == "agent" and has:
                 self._music_now = bool(self._music.process(feats)[-1]) and not speechy
-            voiced = feats.f0_hz[~np.isnan(feats.f0_hz)] if len(feats) else feats.f0_hz
-            if len(feats):
+            voiced = [f for f in feats.f0_hz.tolist() if f == f]  # not NaN
+            if has:
                 st.floor_dbfs = float(feats.noise_floor_dbfs[-1])
             st.filled_buf.append(feats)
-            filled: list[tuple[float, float]] = []
             if len(st.filled_buf) >= FILLED_PAUSE_BATCH_FRAMES:
-                filled = st.filled.process(FeatureFrames.concat(st.filled_buf))
+                filled[p] = st.filled.process(FeatureFrames.concat(st.filled_buf))
                 st.filled_buf.clear()
-            band = (10.0 * math.log10(float(np.mean(np.power(10.0, feats.band_db / 10.0))))
-                    if len(feats) else -120.0)
-            raw[p] = {
-                "band": band,
-                "level": st.level.update(feats, st.floor_dbfs),
-                "filled": filled,
-                "f0": float(np.median(voiced)) if len(voiced) else math.nan,
-                "dsil": bool(np.all(feats.digital_silence)) if len(feats) else False,
-                "nuclei": tuple(float(t) for t in nuclei),
-            }
-        frames: dict[Party, PartyFrame] = {}
+            band = (10.0 * math.log10(hop_mean(np.power(10.0, feats.band_db / 10.0).tolist()))
+                    if has else -120.0)
+            raw.append((band, st.level.update(feats, st.floor_dbfs),
+                        _median(voiced) if voiced else math.nan,
+                        all(feats.digital_silence.tolist()) if has else False, nuclei))
+        frames: list[PartyFrame] = []
+        silence_dbfs = self.cfg.vad.silence_dbfs
         for i, p in enumerate(PARTIES):
             st = self._p[p]
-            other: Party = "customer" if p == "agent" else "agent"
-            echo = st.echo.is_echo(levels[p], levels[other], window[i], window[1 - i])
-            music = self._music_now if p == "agent" else False
-            blocked = echo or music or levels[p] < self.cfg.vad.silence_dbfs
+            own, other = lv[i], lv[1 - i]
+            band, level_ev, f0, dsil, nuclei = raw[i]
+            echo = st.echo.is_echo(own, other, window[i], window[1 - i])
+            music = self._music_now if i == 0 else False
+            blocked = echo or music or own < silence_dbfs
             # Silero fused with the level detector (loud, speech-like frames are speech); a
             # spurt never starts on a frame that hardly rises above the noise floor (Silero
             # now and then scores faint echo residue or hiss as speech)
-            level_ev = raw[p]["level"]
-            if level_ev > 0.0 and levels[p] < levels[other] - LEVEL_MAX_BELOW_OTHER_DB:
+            if level_ev > 0.0 and own < other - LEVEL_MAX_BELOW_OTHER_DB:
                 level_ev = 0.0  # under a much louder other party: often their echo or the
                 #                 tail of one's own word in it; Silero alone decides there
-            prob = max(float(probs[i]), level_ev)
-            if not st.tracker.speaking and levels[p] - st.floor_dbfs < ONSET_MIN_SNR_DB:
+            silero = float(probs[i])
+            prob = max(silero, level_ev)
+            tr = st.tracker
+            if not tr.speaking and own - st.floor_dbfs < ONSET_MIN_SNR_DB:
                 prob = 0.0
-            ended = st.tracker.update(t0, t1, prob, blocked)
+            ended = tr.update(t0, t1, prob, blocked)
             if ended is not None:
                 st.spurts.append(ended)
-            tr = st.tracker
-            frames[p] = PartyFrame(
-                prob=float(probs[i]), level_dbfs=levels[p], echo=echo, active=tr.active,
-                speaking=tr.speaking, spurt_start_s=tr.spurt_start_s, f0_hz=raw[p]["f0"],
-                digital_silence=raw[p]["dsil"], noise_floor_dbfs=st.floor_dbfs, music=music,
-                nuclei_s=raw[p]["nuclei"], turn_start_s=tr.turn_start_s,
-                in_turn=tr.turn_open(t1), band_level_db=raw[p]["band"],
-            )
+            frames.append(PartyFrame(
+                silero, own, echo, tr.active, tr.speaking, tr.spurt_start_s, f0, dsil,
+                st.floor_dbfs, music, nuclei, tr.turn_start_s, tr.turn_open(t1), band,
+            ))
         due: list[tuple[float, str]] = []
         while self._marks and self._marks[0].t_s < t1:
             m = self._marks.popleft()
             due.append((m.t_s, m.event))
-        ag = frames["agent"]
+        ag, cu = frames
         cues = self.hold.update(
             t0, t1, due, music=ag.music, speaking=ag.speaking, active=ag.active,
             spurt_start_s=ag.spurt_start_s, digital_silence=ag.digital_silence,
-            level_dbfs=ag.level_dbfs, other_speaking=frames["customer"].speaking,
+            level_dbfs=ag.level_dbfs, other_speaking=cu.speaking,
         )
-        ctx = FrameContext(t0, t1, frames["agent"], frames["customer"], self.hold.view)
+        ctx = FrameContext(t0, t1, ag, cu, self.hold.view)
         for rule in self.rules:
             cues += rule.on_frame(ctx)
-        cues += self._filled_pauses(ctx, raw)
+        if filled:
+            cues += self._filled_pauses(ctx, filled)
         for tap in self.taps:
             tap(ctx, window)
         return self._count(cues)
 
-    def _filled_pauses(self, ctx: FrameContext, raw: dict[Party, dict[str, Any]]) -> list[Cue]:
+    def _filled_pauses(self, ctx: FrameContext,
+                       filled: dict[Party, list[tuple[float, float]]]) -> list[Cue]:
         """Acoustic filled pauses (« um », « äh », « euh » that small recognizers drop):
         counted only inside the party's speech and never on hold or over music."""
         cues: list[Cue] = []
         for p in PARTIES:
             pf = ctx.party(p)
-            if not raw[p]["filled"] or pf.music or (p == "agent" and ctx.hold.on_hold):
+            if not filled.get(p) or pf.music or (p == "agent" and ctx.hold.on_hold):
                 continue
             last_speech_s = self._p[p].tracker.last_active_end_s
-            for start, end in raw[p]["filled"]:
+            for start, end in filled[p]:
                 if last_speech_s >= start:  # the pause was (part of) the party's speech
                     cues += self.fillers.add_acoustic(ctx.t_s, p, start, end)
         return cues

@@ -54,7 +54,11 @@ class EchoGate:
         self._other_levels: deque[float] = deque(maxlen=max(1, window_frames + 1))
         self._lags = max_delay_samples
         self._n = frame_samples
-        self._other = np.zeros(max_delay_samples + frame_samples, dtype=np.float64)
+        # the other channel's recent frames, joined only when the coherence test needs them
+        # (rarely): the last ``_other_len`` samples, zeros before the first frame
+        self._other_len = max_delay_samples + frame_samples
+        self._recent: deque[np.ndarray] = deque()
+        self._recent_n = 0
         self._nfft = 1 << int(np.ceil(np.log2(max_delay_samples + 2 * frame_samples)))
         self.last_coherence = 0.0
 
@@ -65,11 +69,16 @@ class EchoGate:
         own: np.ndarray | None = None,
         other: np.ndarray | None = None,
     ) -> bool:
-        """Judge one frame; ``own``/``other`` are the two frames' samples (same length)."""
+        """Judge one frame; ``own``/``other`` are the two frames' samples (same length).
+        ``other`` is kept (not copied) for later frames' tests: do not modify it."""
         self._other_levels.append(other_level_dbfs)
         if other is not None:
             n = len(other)
-            self._other = np.concatenate([self._other[n:], other.astype(np.float64)])
+            self._other_len = max(self._other_len, n)
+            self._recent.append(other)
+            self._recent_n += n
+            while self._recent_n - len(self._recent[0]) >= self._other_len:
+                self._recent_n -= len(self._recent.popleft())
         gap = max(self._other_levels) - own_level_dbfs
         if gap <= self.margin_db:
             return False
@@ -78,9 +87,16 @@ class EchoGate:
         self.last_coherence = self._coherence(own.astype(np.float64))
         return self.last_coherence >= self.min_coherence
 
+    def _other(self) -> np.ndarray:
+        """The other channel's last ``_other_len`` samples (float64)."""
+        parts = [np.asarray(r, dtype=np.float64) for r in self._recent]
+        if self._recent_n < self._other_len:
+            parts.insert(0, np.zeros(self._other_len - self._recent_n))
+        return np.concatenate(parts)[-self._other_len :]
+
     def _coherence(self, a: np.ndarray) -> float:
         """Peak normalised cross-correlation of ``a`` with the other channel's recent past."""
-        n, lags, b = len(a), self._lags, self._other
+        n, lags, b = len(a), self._lags, self._other()
         if len(b) < n + lags:
             return 0.0
         fa = np.fft.rfft(a, self._nfft)

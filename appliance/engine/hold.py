@@ -36,6 +36,8 @@ from appliance.events import Cue
 
 log = logging.getLogger(__name__)
 
+_NOT_ON_HOLD = HoldView(False, None, None)
+
 MAX_IGNORED_LISTED = 50
 """At most this many ignored marks are listed (and logged) per call; the rest are counted."""
 
@@ -90,7 +92,7 @@ class HoldTracker:
     def view(self) -> HoldView:
         h = self._hold
         if h is None:
-            return HoldView(False, None, None)
+            return _NOT_ON_HOLD
         return HoldView(True, h.start_s, h.hold_type())
 
     def update(

@@ -50,7 +50,11 @@ def _packaged_model_bytes() -> bytes:
 
 
 class VadStream:
-    """Recurrent state of one audio stream (one party of one call)."""
+    """Recurrent state of one audio stream (one party of one call).
+
+    After a batch the arrays are read-only views into that batch's outputs (no copy per
+    stream); they are replaced, never written in place.
+    """
 
     __slots__ = ("context", "state")
 
@@ -59,8 +63,8 @@ class VadStream:
         self.context = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
 
     def reset(self) -> None:
-        self.state[:] = 0.0
-        self.context[:] = 0.0
+        self.state = np.zeros((2, 128), dtype=np.float32)
+        self.context = np.zeros(CONTEXT_SAMPLES, dtype=np.float32)
 
 
 class SileroModel:
@@ -104,7 +108,10 @@ class SileroModel:
         state = np.stack([s.state for s in streams], axis=1)
         inp = np.concatenate([ctx, x], axis=1)
         out, new_state = self._session.run(None, {"input": inp, "state": state, "sr": self._sr})
-        for i, s in enumerate(streams):
-            s.state = np.ascontiguousarray(new_state[:, i, :])
-            s.context = inp[i, -CONTEXT_SAMPLES:].copy()
+        new_state.flags.writeable = False
+        inp.flags.writeable = False
+        ctx = inp[:, -CONTEXT_SAMPLES:]
+        for i, s in enumerate(streams):  # views: the batch arrays are never written again
+            s.state = new_state[:, i]
+            s.context = ctx[i]
         return np.asarray(out, dtype=np.float32).reshape(n)

@@ -70,7 +70,7 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from appliance.engine.features.extractor import FeatureFrames
 
@@ -216,16 +216,16 @@ class FilledPauseDetector:
         pad = w - 1 + n - win.shape[0]  # stream start: windows reach before it
         if pad:
             win = np.concatenate((np.full((pad, 2), np.nan), win))
-        sv = np.sort(sliding_window_view(win[:, 0], w), axis=1)  # NaN (unvoiced) sort last
-        n_voiced = w - np.isnan(sv).sum(axis=1)
-        # lower median of the voiced hops; octave slips of the pitch tracker folded onto it
-        med = np.take_along_axis(sv, np.maximum(n_voiced - 1, 0)[:, None] // 2, axis=1)
-        dev = np.abs(sv - med)
-        dev = np.abs(dev - 12.0 * np.round(dev / 12.0))
         with np.errstate(invalid="ignore"):
+            sv = np.sort(_windows(win[:, 0], w), axis=1)  # NaN (unvoiced) sort last
+            n_voiced = w - np.isnan(sv).sum(axis=1)
+            # lower median of the voiced hops; octave slips of the pitch tracker folded
+            med = np.take_along_axis(sv, np.maximum(n_voiced - 1, 0)[:, None] // 2, axis=1)
+            dev = np.abs(sv - med)
+            dev = np.abs(dev - 12.0 * np.round(dev / 12.0))
             n_near = (dev <= 0.5 * self.local_pitch_st).sum(axis=1)  # NaN counts as far
-        band_change = np.abs(np.diff(sliding_window_view(win[:, 1], w), axis=1)).mean(axis=1)
-        with np.errstate(invalid="ignore"):
+            # mean absolute hop-to-hop change of the band level over each window
+            band_change = _windows(np.abs(np.diff(win[:, 1])), w - 1).mean(axis=1)
             return (
                 (n_near >= w - self.local_misses)
                 & (band_change <= self.local_band_db)
@@ -257,6 +257,12 @@ class FilledPauseDetector:
             return []
         self._last_end = end
         return [(_t_round(start), _t_round(end))]
+
+
+def _windows(a: FloatArray, w: int) -> FloatArray:
+    """Read-only view of every ``w`` consecutive elements of the 1-D ``a`` (rows)."""
+    step = a.strides[0]
+    return as_strided(a, (a.shape[0] - w + 1, w), (step, step), writeable=False)
 
 
 def segment_stats(seg: FloatArray) -> dict[str, float]:
