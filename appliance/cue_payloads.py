@@ -272,9 +272,28 @@ class Jargon(_Payload):
     start_s: float = field(metadata=_START)
 
 
-CuePayload = (Closing | DeadAir | Filler | FollowUp | Greeting | HoldCheckBack | HoldEnded
-              | HoldLeak | HoldNoPermission | HoldNoThanks | HoldStarted | HoldTooLong
-              | HoldUnmuted | Interruption | Jargon | Restated | SpeakingRate | TalkRatio | Tone)
+@dataclass(frozen=True, slots=True)
+class AnswerDelay(_Payload):
+    kind: ClassVar[Literal["answer_delay"]] = "answer_delay"
+    ring_s: float
+    """Seconds from the first ring to the answer (from the PBX's signalling)."""
+    limit_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class HungUpFirst(_Payload):
+    kind: ClassVar[Literal["hung_up_first"]] = "hung_up_first"
+    agent_end_s: float
+    """Call time at which the agent's leg ended."""
+    customer_end_s: float | None = field(default=None, metadata=_OPTIONAL)
+    """Call time at which the customer's leg ended (absent when the PBX named who hung up
+    instead)."""
+
+
+CuePayload = (AnswerDelay | Closing | DeadAir | Filler | FollowUp | Greeting | HoldCheckBack
+              | HoldEnded | HoldLeak | HoldNoPermission | HoldNoThanks | HoldStarted
+              | HoldTooLong | HoldUnmuted | HungUpFirst | Interruption | Jargon | Restated
+              | SpeakingRate | TalkRatio | Tone)
 """Every cue's payload: one class per :data:`~appliance.events.CueKind`."""
 
 PAYLOAD_CLASSES: tuple[type[CuePayload], ...] = typing.get_args(CuePayload)

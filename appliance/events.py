@@ -20,9 +20,10 @@ Party = Literal["agent", "customer"]
 Severity = Literal["info", "warn", "alert"]
 PARTIES: tuple[Party, Party] = ("agent", "customer")
 CueKind = Literal[
-    "closing", "dead_air", "filler", "follow_up", "greeting", "hold_check_back", "hold_ended",
-    "hold_leak", "hold_no_permission", "hold_no_thanks", "hold_started", "hold_too_long",
-    "hold_unmuted", "interruption", "jargon", "restated", "speaking_rate", "talk_ratio", "tone",
+    "answer_delay", "closing", "dead_air", "filler", "follow_up", "greeting",
+    "hold_check_back", "hold_ended", "hold_leak", "hold_no_permission", "hold_no_thanks",
+    "hold_started", "hold_too_long", "hold_unmuted", "hung_up_first", "interruption", "jargon",
+    "restated", "speaking_rate", "talk_ratio", "tone",
 ]
 """Every cue the engine emits: a closed set (a new rule adds its kind here)."""
 CUE_KINDS: tuple[CueKind, ...] = typing.get_args(CueKind)

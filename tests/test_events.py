@@ -41,7 +41,10 @@ def _examples() -> list[Event]:
 
 
 PAYLOADS: list[P.CuePayload] = [
+    P.AnswerDelay(ring_s=18.0, limit_s=12.0),
     P.Closing(question=False, thanks=True),
+    P.HungUpFirst(agent_end_s=95.2, customer_end_s=96.0),
+    P.HungUpFirst(agent_end_s=95.2),
     P.DeadAir(start_s=5.216, silent_s=10.0),
     P.Filler(count=3, per_min=11.3, threshold_per_min=6.0, window_s=60.0, speech_s=15.9,
              words={"um": 2, "acoustic": 1}),

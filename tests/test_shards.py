@@ -82,6 +82,10 @@ def test_calls_on_two_workers_give_the_file_paths_cues():
                 await _push(pool, cid, block)
             if i % 64 == 0:
                 await asyncio.sleep(0)
+        pool.signal("c", "answered", ring_s=20.0)  # the PBX's call control, on one call
+        pool.signal("c", "leg_ended", party="agent")
+        with pytest.raises(ValueError):
+            pool.signal("c", "answered")
         for cid in where:
             assert pool.end_call(cid, "source_closed")
         assert not pool.end_call("a")  # ended already
@@ -91,8 +95,13 @@ def test_calls_on_two_workers_give_the_file_paths_cues():
 
     where = asyncio.run(go())
     assert sorted(set(where.values())) == [0, 1]  # both workers carried calls
+    late = [e for e in lines if e["kind"] == "answer_delay"]
+    assert [(e["call_id"], e["data"]["ring_s"]) for e in late] == [("c", 20.0)]
+    assert late[0]["t"] == pytest.approx(107.04, abs=0.05)  # after the call's audio
+    summary_c = next(e for e in lines if e["call_id"] == "c" and e["kind"] == "summary")
+    assert summary_c["data"]["call_control"]["ring_s"] == 20.0
     for cid in where:
-        assert _cues(lines, cid) == expected, cid
+        assert _cues([e for e in lines if e["kind"] != "answer_delay"], cid) == expected, cid
         own = [e for e in lines if e["call_id"] == cid]
         assert own[0]["kind"] == "call_started" and own[0]["data"]["agent_id"] == f"agent-{cid}"
         assert [e["kind"] for e in own[-2:]] == ["call_ended", "summary"]

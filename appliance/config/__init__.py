@@ -19,6 +19,7 @@ from appliance.config.schema import (
     SECRET_KEYS,
     AsrConfig,
     AudioConfig,
+    CallControlConfig,
     CallsConfig,
     Config,
     DashboardConfig,
@@ -37,8 +38,8 @@ from appliance.config.schema import (
 
 __all__ = [
     "LOG_LEVELS", "MAX_CONFIG_CHARS", "MAX_KEY_DEPTH", "SECRET_KEYS", "AsrConfig",
-    "AudioConfig", "CallsConfig", "Config", "DashboardConfig", "DeadAirConfig", "HoldConfig",
-    "InterruptionConfig", "LoggingConfig", "RateConfig", "StorageConfig", "TalkRatioConfig",
-    "ToneConfig", "VadConfig", "WordsConfig", "WorkersConfig", "config_from_dict", "defaults_toml",
-    "is_loopback", "load_config",
+    "AudioConfig", "CallControlConfig", "CallsConfig", "Config", "DashboardConfig",
+    "DeadAirConfig", "HoldConfig", "InterruptionConfig", "LoggingConfig", "RateConfig",
+    "StorageConfig", "TalkRatioConfig", "ToneConfig", "VadConfig", "WordsConfig",
+    "WorkersConfig", "config_from_dict", "defaults_toml", "is_loopback", "load_config",
 ]

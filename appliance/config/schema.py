@@ -265,6 +265,17 @@ class CallsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CallControlConfig:
+    answer_within_s: float = _f(12.0, 1.0, 120.0, "s")
+    """From the PBX's signalling (a tap call): a call answered later than this after its
+    first ring gets an ``answer_delay`` cue (3 rings ≈ 12 s)."""
+    hangup_grace_s: float = _f(0.3, 0.0, 5.0, "s")
+    """The agent's leg must end this much before the customer's to count as the agent
+    hanging up first (the two legs' ends arrive a little apart when the PBX tears a call
+    down)."""
+
+
+@dataclass(frozen=True, slots=True)
 class WorkersConfig:
     processes: int = _f(0, 0, 256)
     """Worker processes that analyse the box's calls when it carries many (a PBX tap); 0:
@@ -302,3 +313,4 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     calls: CallsConfig = field(default_factory=CallsConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
+    call_control: CallControlConfig = field(default_factory=CallControlConfig)

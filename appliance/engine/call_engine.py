@@ -34,6 +34,7 @@ from appliance.engine.conversation import (
     Spurt,
 )
 from appliance.engine.cues import CueRule
+from appliance.engine.cues.call_control import CallControlRule
 from appliance.engine.cues.dead_air import DeadAirRule
 from appliance.engine.cues.filler import FillerRule
 from appliance.engine.cues.interruption import InterruptionRule
@@ -143,6 +144,7 @@ class CallEngine:
         self.tone = ToneRule(cfg.tone)
         self.dead_air = DeadAirRule(cfg.dead_air)
         self.talk_ratio = TalkRatioRule(cfg.talk_ratio, cfg.vad.turn_gap_s)
+        self.call_control = CallControlRule(cfg.call_control)
         self.rules: list[CueRule] = list(rules) if rules is not None else [
             InterruptionRule(cfg.interruption),
             self.rate,
@@ -216,6 +218,22 @@ class CallEngine:
         """A live hold mark (dashboard key, API, PBX); applied at the frame containing it."""
         self._marks.append(mark)
         self._marks = deque(sorted(self._marks, key=lambda m: m.t_s))
+
+    def signal(self, event: str, *, party: Party | None = None,
+               ring_s: float | None = None) -> list[Cue]:
+        """The PBX's call control, at the current audio time: ``answered`` (with the
+        seconds it rang), ``leg_ended`` (a party's leg of the call ended) or ``hung_up`` (the
+        PBX names who hung up).  Not part of any frame: a file or a headset has none."""
+        t = self.t_s
+        if event == "answered" and ring_s is not None:
+            cues = self.call_control.answered(t, ring_s)
+        elif event == "leg_ended" and party is not None:
+            cues = self.call_control.leg_ended(t, party)
+        elif event == "hung_up" and party is not None:
+            cues = self.call_control.hung_up(t, party)
+        else:
+            raise ValueError(f"call signal {event!r} needs its party or ring time")
+        return self._count(cues)
 
     def add_words(self, words: list[WordEvent]) -> list[Cue]:
         """The recognizer seam: words for the word-based rules."""
@@ -401,6 +419,7 @@ class CallEngine:
         data["spurts"] = {p: len(self._p[p].spurts) for p in PARTIES}
         data.setdefault("fillers", {"agent": 0, "customer": 0, "by_source": {},
                                     "available": False})
+        data.update(self.call_control.summary())
         data.update(extra)
         data["cues"] = dict(sorted(self.cue_counts.items()))
         return data

@@ -29,6 +29,7 @@ from appliance.events import (
     Cue,
     EndReason,
     Event,
+    Party,
     Summary,
     TranscriptEvent,
 )
@@ -111,6 +112,13 @@ class CallSession:
 
     def add_mark(self, mark: Mark) -> None:
         self.engine.add_mark(mark)
+
+    def signal(self, event: str, *, party: Party | None = None,
+               ring_s: float | None = None) -> None:
+        """The PBX's call control (``answered``, ``leg_ended``, ``hung_up``); its cues go out
+        at once."""
+        for cue in self.engine.signal(event, party=party, ring_s=ring_s):
+            self.emit(cue)
 
     def _apply(self, results: list[Any]) -> None:
         for words, transcript in results:

@@ -12,6 +12,8 @@ Commands (tuples, cheap to pickle):
 * ``("audio", [(call_id, PartyBlock), …])`` — the blocks the parent gathered in one turn
   of its event loop, for any of the shard's calls
 * ``("mark", call_id, Mark)``
+* ``("signal", call_id, event, party, ring_s)`` — the PBX's call control
+  (:meth:`~appliance.stream.session.CallSession.signal`)
 * ``("end", call_id, reason)``
 * ``("ping", token)`` — answered with ``("pong", token, stats)`` once everything sent
   before it has been analysed (how far behind the shard is)
@@ -93,6 +95,11 @@ class Shard:
             s = self.sessions.get(cmd[1])
             if s is not None:
                 s.add_mark(cmd[2])
+        elif op == "signal":
+            s = self.sessions.get(cmd[1])
+            if s is not None:
+                self.analyse()  # the signal lands at the audio time it was sent
+                s.signal(cmd[2], party=cmd[3], ring_s=cmd[4])
         elif op == "end":
             self._end(cmd[1], cmd[2])
         elif op == "stop":

@@ -38,7 +38,7 @@ from appliance.errors import (
     WORKER_CRASHED,
     ApplianceError,
 )
-from appliance.events import CallEnded, EndReason, ErrorEvent, Event, Summary
+from appliance.events import CallEnded, EndReason, ErrorEvent, Event, Party, Summary
 from appliance.stream.blocks import PartyBlock
 from appliance.stream.session import LIVE_FINISH_TIMEOUT_S
 from appliance.stream.shard_worker import worker_main
@@ -238,6 +238,20 @@ class ShardPool:
         if w is None:
             raise ApplianceError(CALL_UNKNOWN, f"no open call {call_id!r}")
         self._send(w, ("mark", call_id, mark), block=True)
+
+    def signal(self, call_id: str, event: str, *, party: Party | None = None,
+               ring_s: float | None = None) -> None:
+        """The PBX's call control for the call (``answered`` with ``ring_s``,
+        ``leg_ended`` / ``hung_up`` with the party), after the audio pushed before it."""
+        w = self._where.get(call_id)
+        if w is None:
+            raise ApplianceError(CALL_UNKNOWN, f"no open call {call_id!r}")
+        if event not in ("answered", "leg_ended", "hung_up") or (
+                (event == "answered") == (ring_s is None)) or ((party is None) != (
+                event == "answered")):
+            raise ValueError(f"call signal {event!r}: answered takes ring_s, the others a "
+                             "party")
+        self._send(w, ("signal", call_id, event, party, ring_s), block=True)
 
     def end_call(self, call_id: str, reason: EndReason = "api") -> bool:
         """End the call (its worker emits the closing cues, ``call_ended`` and the
