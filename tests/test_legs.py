@@ -81,6 +81,20 @@ def test_a_stalled_leg_is_filled_with_silence_and_its_late_audio_dropped():
     assert al.stats()["customer"]["late_s"] == pytest.approx(1.0, abs=0.01)  # nothing more
 
 
+def test_a_leg_that_joins_late_keeps_its_live_audio():
+    al = LegAligner(16000, max_skew_s=0.2)
+    blocks = al.push("agent", RNG.integers(-900, 900, 8000, dtype=np.int16))  # 0.5 s alone
+    assert al.stats()["customer"]["filled_s"] == pytest.approx(0.5)
+    live_c = RNG.integers(-900, 900, 3200, dtype=np.int16)
+    for i in range(0, 3200, 320):  # then both live, 20 ms packets, the customer first
+        blocks += al.push("customer", live_c[i:i + 320])
+        blocks += al.push("agent", RNG.integers(-900, 900, 320, dtype=np.int16))
+    blocks += al.flush()
+    _, c = _join(blocks)
+    assert al.stats()["customer"]["late_s"] == 0.0  # none of its live audio dropped
+    assert np.array_equal(c[8000:11200], live_c)  # right after its silence
+
+
 def test_a_leg_within_the_skew_is_waited_for():
     al = LegAligner(16000, max_skew_s=0.2)
     assert al.push("agent", RNG.integers(-900, 900, 2048, dtype=np.int16)) == []  # 0.128 s

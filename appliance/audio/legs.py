@@ -9,9 +9,11 @@ invariant) and cuts blocks while both legs have audio.
 The legs never arrive perfectly in step, and one may stall (packet loss, a slow socket, a
 leg that hung up).  Waiting for it would hold every cue of the call back, so a leg that
 falls more than ``max_skew_s`` behind the other is **filled with silence** up to the other
-leg's end, and counted (``filled_s``).  Its audio that arrives later for that span is
-dropped (``late_s``, counted), so the timeline stays the one the customer and the agent
-lived, and the cues stay close to real time.  A leg that ended is silence from then on.
+leg's end, and counted (``filled_s``).  If its audio for that span arrives after all (the
+backlog of a stall, which would put it ahead of the other leg), that much is dropped
+(``late_s``, counted), so the two legs stay on the timeline the customer and the agent
+lived and the cues stay close to real time; a leg that merely runs behind (it joined
+late) keeps all of its audio.  A leg that ended is silence from then on.
 
 Nothing here reads a clock: skew is measured in audio, so the aligner behaves the same
 however fast it is fed.
@@ -29,6 +31,11 @@ BLOCK_SAMPLES = 512
 """Samples per block at the pipeline rate (32 ms: the engine's frame)."""
 
 
+BACKLOG_SAMPLES = PIPELINE_RATE_HZ // 10
+"""A filled leg whose new audio puts it more than this (0.1 s) ahead of the other is
+delivering its backlog; less is the ordinary give and take of two live legs."""
+
+
 class _Leg:
     __slots__ = ("debt", "ended", "filled", "late", "pcm", "resampler")
 
@@ -42,7 +49,7 @@ class _Leg:
 
 
 class LegAligner:
-    def __init__(self, rate_hz: int, *, max_skew_s: float = 0.2,
+    def __init__(self, rate_hz: int, *, max_skew_s: float = 0.3,
                  block_samples: int = BLOCK_SAMPLES) -> None:
         if rate_hz not in (8000, 16000):
             raise ValueError(f"a PBX leg is 8 or 16 kHz, not {rate_hz} Hz")
@@ -59,7 +66,13 @@ class LegAligner:
             return []
         y = to_int16(leg.resampler.process(samples.astype(np.float32) / 32768.0))
         if leg.debt:
-            pay = min(leg.debt, len(y))
+            # audio for a span already filled with silence: the backlog of a stall, which
+            # would put this leg ahead of the other; dropped (counted).  A leg that simply
+            # runs a little behind (it joined late, it is delivered live) never gets ahead
+            # and loses nothing.
+            other = self._legs["customer" if party == "agent" else "agent"]
+            ahead = len(leg.pcm) + len(y) - len(other.pcm)
+            pay = min(leg.debt, ahead, len(y)) if ahead > BACKLOG_SAMPLES else 0
             leg.debt -= pay
             leg.late += pay
             y = y[pay:]
@@ -108,7 +121,7 @@ class LegAligner:
         a, c = self._legs["agent"], self._legs["customer"]
         for lag, lead in ((a, c), (c, a)):
             gap = len(lead.pcm) - len(lag.pcm)
-            if gap > 0 and (lag.ended or gap > self.max_skew):
+            if gap > 0 and (lag.ended or gap > self.max_skew):  # stalled or gone: silence
                 lag.pcm = np.concatenate([lag.pcm, np.zeros(gap, np.int16)])
                 lag.filled += gap
                 if not lag.ended:
