@@ -304,7 +304,21 @@ def test_a_big_sequence_jump_is_a_restart_not_thousands_of_losses() -> None:
     x = collect(buf, [buf.drain()])
     assert values(x) == [100, 101, 9000, 9001]
     s = buf.stats
-    assert (s["restarts"], s["lost"], s["concealed_ms"]) == (1, 0, 0.0)
+    assert (s["restarts"], s["lost"], s["concealed_ms"], s["strays"]) == (1, 0, 0.0, 0)
+
+
+def test_a_single_packet_with_a_wild_sequence_number_is_a_stray_not_a_restart() -> None:
+    buf = jb()
+    buf.push(l16(100), 0.0)
+    buf.push(l16(30000, ts=5), 0.01)  # stray: the next packet does not follow it
+    buf.push(l16(101), 0.02)
+    buf.push(l16(20000, ts=7), 0.03)  # a jump still on probation when the stream ends
+    buf.push(l16(20002, ts=7), 0.04)  # does not follow it either: both strays
+    buf.push(l16(102), 0.05)
+    x = collect(buf, [buf.drain()])
+    assert values(x) == [100, 101, 102]
+    s = buf.stats
+    assert (s["strays"], s["restarts"], s["lost"]) == (3, 0, 0)
 
 
 def test_timestamps_going_backwards_or_far_ahead_are_placed_at_the_end() -> None:
@@ -390,7 +404,7 @@ def test_any_packet_stream_gives_one_contiguous_timeline(
     x = collect(buf, chunks)  # contiguous from 0, and as long as the timeline reached
     s = buf.stats
     assert len(x) == buf.played_samples and x.dtype == np.int16
-    assert s["played"] + s["duplicates"] + s["late"] == s["received"]
+    assert s["played"] + s["duplicates"] + s["late"] + s["strays"] == s["received"]
     assert s["received"] + s["unsupported"] + s["malformed"] == len(stream)
     assert len(x) * 1000 / 8000 >= s["concealed_ms"] + s["silence_ms"] - 1e-6
 

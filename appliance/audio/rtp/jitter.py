@@ -38,7 +38,9 @@ parse, reported through :meth:`JitterBuffer.note_malformed`).
 
 **New SSRC, restarts.**  A new SSRC mid-call (``ssrc_changes``), or a sequence number more
 than ``max_jump_packets`` away from the expected one (``restarts``, e.g. a sender that
-restarted), plays out what is buffered, then starts a new epoch: fresh sequence and timestamp
+restarted; as in RFC 3550 appendix A.1 the jump is believed only when the next packet
+follows it in sequence, else the jumping packet is dropped, counted in ``strays``), plays out what
+is buffered, then starts a new epoch: fresh sequence and timestamp
 state, the call's timeline continued.  If by the playout clock the new packet belongs later
 than the end of what was played (the old sender fell silent a while), the span is filled with
 zeros (``silence_ms``), so the stream time stays close to the arrival time and the call's two
@@ -121,6 +123,7 @@ class _Stats:
     restarts: int = 0
     timestamp_jumps: int = 0
     overflows: int = 0
+    strays: int = 0
     malformed: int = 0
     unsupported: int = 0
 
@@ -164,6 +167,7 @@ class JitterBuffer:
         self._out_start = 0
         self._tail = np.zeros(0, dtype=np.int16)
         self._last_arrival_s: float | None = None
+        self._candidate: tuple[RtpPacket, np.ndarray, float] | None = None
         self._s = _Stats()
 
     # -- input ---------------------------------------------------------------------------
@@ -181,6 +185,9 @@ class JitterBuffer:
             self._s.malformed += 1
             return
         self._s.received += 1
+        self._accept(packet, samples, now_s)
+
+    def _accept(self, packet: RtpPacket, samples: np.ndarray, now_s: float) -> None:
         ep = self._epoch
         if ep is None:
             ep = self._start_epoch(packet, now_s)
@@ -188,13 +195,26 @@ class JitterBuffer:
             if packet.ssrc == self._prev_ssrc:
                 self._s.late += 1
                 return
+            self._drop_candidate()
             self._s.ssrc_changes += 1
             self._prev_ssrc = ep.ssrc
             ep = self._restart(packet, now_s)
         elif abs(unwrap(packet.sequence, ep.highest_seq, 16) - ep.next_seq) \
                 > self.config.max_jump_packets:
+            held = self._candidate
+            if held is None or (packet.sequence - held[0].sequence) & 0xFFFF != 1:
+                self._drop_candidate()
+                self._candidate = (packet, samples, now_s)  # on probation (RFC 3550, A.1)
+                return
+            self._candidate = None
             self._s.restarts += 1
-            ep = self._restart(packet, now_s)
+            ep = self._restart(held[0], held[2])
+            self._insert(ep, held[0], held[1])
+        else:
+            self._drop_candidate()
+        self._insert(ep, packet, samples)
+
+    def _insert(self, ep: _Epoch, packet: RtpPacket, samples: np.ndarray) -> None:
         ext_seq = unwrap(packet.sequence, ep.highest_seq, 16)
         if ext_seq < ep.next_seq:
             if ext_seq in ep.lost:  # its slot was concealed: late (a second copy: duplicate)
@@ -217,6 +237,11 @@ class JitterBuffer:
             self._s.overflows += 1
             self._release_head()
 
+    def _drop_candidate(self) -> None:
+        if self._candidate is not None:
+            self._candidate = None
+            self._s.strays += 1
+
     def note_malformed(self) -> None:
         """Count a datagram of this stream the listener could not parse."""
         self._s.malformed += 1
@@ -234,7 +259,9 @@ class JitterBuffer:
         return self._take()
 
     def drain(self) -> Chunk | None:
-        """Everything still buffered, now (the stream ends)."""
+        """Everything still buffered, now (the stream ends; a packet still on probation is
+        a stray)."""
+        self._drop_candidate()
         while self._buf:
             self._release_head()
         return self._take()
@@ -251,7 +278,8 @@ class JitterBuffer:
     @property
     def stats(self) -> dict[str, float]:
         """Counters: received, played, lost, concealed_ms, silence_ms, duplicates, late,
-        reordered, ssrc_changes, restarts, timestamp_jumps, overflows, malformed, unsupported."""
+        reordered, ssrc_changes, restarts, strays, timestamp_jumps, overflows, malformed,
+        unsupported."""
         s = self._s
         out: dict[str, float] = {name: getattr(s, name) for name in s.__slots__
                                  if not name.endswith("_samples")}
