@@ -18,10 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from appliance.errors import ApplianceError
-
-RTP_MALFORMED = "rtp.malformed"
-"""The stable code of :class:`MalformedPacket`."""
+from appliance.errors import RTP_MALFORMED, ApplianceError
 
 RTP_VERSION = 2
 HEADER_BYTES = 12
