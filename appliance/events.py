@@ -20,12 +20,13 @@ Party = Literal["agent", "customer"]
 Severity = Literal["info", "warn", "alert"]
 PARTIES: tuple[Party, Party] = ("agent", "customer")
 CueKind = Literal[
-    "answer_delay", "closing", "dead_air", "filler", "follow_up", "greeting",
-    "hold_check_back", "hold_ended", "hold_leak", "hold_no_permission", "hold_no_thanks",
-    "hold_started", "hold_too_long", "hold_unmuted", "hung_up_first", "interruption", "jargon",
-    "restated", "speaking_rate", "talk_ratio", "tone",
+    "closing", "dead_air", "filler", "follow_up", "greeting", "hold_check_back", "hold_ended",
+    "hold_leak", "hold_no_permission", "hold_no_thanks", "hold_started", "hold_too_long",
+    "hold_unmuted", "interruption", "jargon", "restated", "speaking_rate", "talk_ratio", "tone",
+    # added later: appended, so the CSV export's cue columns only grow at the end
+    "answer_delay", "hung_up_first",
 ]
-"""Every cue the engine emits: a closed set (a new rule adds its kind here)."""
+"""Every cue the engine emits: a closed set (a new rule adds its kind at the end)."""
 CUE_KINDS: tuple[CueKind, ...] = typing.get_args(CueKind)
 EndReason = Literal["end_key", "api", "source_closed", "idle", "service_stop", "error"]
 """Why a call ended: the dashboard's End key, the control API, the source closed (end of a

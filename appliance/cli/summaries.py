@@ -32,8 +32,10 @@ from appliance.sinks.store import (
     transcripts_dir,
 )
 
-# The CSV always has a ``cues.<kind>`` column for every kind of CUE_KINDS (0 when a call had
-# none), plus any other kind found in the exported calls (written by another version).
+# The CSV always has a ``cues.<kind>`` column for every kind of CUE_KINDS, in its order (0
+# when a call had none; a kind added later adds a column at the end, so the columns of an
+# older export keep their places), plus any other kind found in the exported calls
+# (written by another version), after them.
 BASE_COLUMNS = ("call_id", "started_at", "ended_at", "duration_s", "language")
 _RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*([dh])")
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -133,7 +135,7 @@ def _export(args: argparse.Namespace, db: Path, now: datetime, out: TextIO,
 def write_csv(f: TextIO, rows: Callable[[], Iterable[Mapping[str, Any]]]) -> int:
     """One row per call; ``rows()`` is called twice (the columns need every cue kind first)."""
     extra = sorted({k for r in rows() for k in _cues(r)} - set(CUE_KINDS))
-    kinds = sorted((*CUE_KINDS, *extra))
+    kinds = [*CUE_KINDS, *extra]  # in CUE_KINDS's order: new kinds add columns at the end
     w = csv.writer(f, lineterminator="\n")
     w.writerow([*BASE_COLUMNS, *(f"cues.{k}" for k in kinds), "summary_json"])
     n = 0
