@@ -12,6 +12,7 @@ from __future__ import annotations
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from appliance.cue_payloads import PAYLOAD_OF_KIND, CuePayload
@@ -206,3 +207,11 @@ def event_from_json(line: Mapping[str, Any]) -> Event:
     except (KeyError, TypeError) as exc:
         raise ValueError(f"not an event line: {exc}") from exc
     raise ValueError(f"unknown event kind {kind!r}")
+
+
+def iso_utc(t: datetime) -> str:
+    """``2026-11-01T09:30:00.000Z``: the wall-clock times of events and the store, fixed
+    width, so text order is time order."""
+    if t.tzinfo is None:
+        raise ValueError("a timezone-aware datetime is required (e.g. datetime.now(UTC))")
+    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

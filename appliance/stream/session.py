@@ -32,6 +32,7 @@ from appliance.events import (
     Party,
     Summary,
     TranscriptEvent,
+    iso_utc,
 )
 from appliance.stream.blocks import PartyBlock
 
@@ -82,7 +83,7 @@ class CallSession:
         self.summary: Summary | None = None
         self.end_reason: EndReason | None = None
         self._wall = started_at is not None
-        wall = _iso(started_at) if started_at is not None else ""
+        wall = iso_utc(started_at) if started_at is not None else ""
         emit(CallStarted(call_id, lang, agent_id=agent_id, source=source, started_at=wall))
 
     @property
@@ -165,8 +166,5 @@ class CallSession:
                  extra={"fields": {"call": self.call_id, "reason": reason}})
 
     def _ended_iso(self) -> str:
-        return _iso(self.ended_at) if self._wall and self.ended_at is not None else ""
+        return iso_utc(self.ended_at) if self._wall and self.ended_at is not None else ""
 
-
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

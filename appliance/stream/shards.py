@@ -38,7 +38,15 @@ from appliance.errors import (
     WORKER_CRASHED,
     ApplianceError,
 )
-from appliance.events import CallEnded, EndReason, ErrorEvent, Event, Party, Summary
+from appliance.events import (
+    CallEnded,
+    EndReason,
+    ErrorEvent,
+    Event,
+    Party,
+    Summary,
+    iso_utc,
+)
 from appliance.stream.blocks import PartyBlock
 from appliance.stream.session import LIVE_FINISH_TIMEOUT_S
 from appliance.stream.shard_worker import worker_main
@@ -351,7 +359,7 @@ class ShardPool:
         """A call whose worker died: closed with what was analysed."""
         if self._where.get(call_id) is not None:
             del self._where[call_id]
-        now = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        now = iso_utc(datetime.now(UTC))
         self.emit(ErrorEvent(call.t_s, WORKER_CRASHED, "the analysis worker of this call "
                              f"stopped (exit code {exitcode}); the call is closed with what "
                              "was analysed", call_id=call_id))

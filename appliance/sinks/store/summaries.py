@@ -33,6 +33,7 @@ from appliance.errors import (
     STORE_UNAVAILABLE,
     ApplianceError,
 )
+from appliance.events import iso_utc
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +59,6 @@ def summaries_path(state_dir: Path) -> Path:
     """Where the summaries database lives in a state directory."""
     return Path(state_dir) / DB_NAME
 
-
-def iso_utc(t: datetime) -> str:
-    """``2026-11-01T09:30:00.000Z``: fixed width, so text order is time order."""
-    if t.tzinfo is None:
-        raise ValueError("a timezone-aware datetime is required (e.g. datetime.now(UTC))")
-    return t.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True, slots=True)
