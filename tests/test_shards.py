@@ -90,6 +90,8 @@ def test_calls_on_two_workers_give_the_file_paths_cues():
             assert pool.end_call(cid, "source_closed")
         assert not pool.end_call("a")  # ended already
         await _until(lambda: sum(e["kind"] == "summary" for e in lines) == 3)
+        await pool.ping()  # fresh figures from both workers
+        assert sum(w["frames"] for w in pool.stats()) == 3 * (len(blocks) - 1)
         await pool.stop()
         return where
 

@@ -64,6 +64,11 @@ def load_call_model(lang: str, models_dir: Path | None, cfg: AsrConfig) -> Any |
         return None
 
 
+def queue_items(cfg: AsrConfig) -> int:
+    """Gated 32 ms frames a call's recognizer may have waiting (``[asr] queue_s``)."""
+    return max(4, round(cfg.queue_s / FRAME_S))
+
+
 class AsrSession:
     def __init__(
         self,
@@ -79,8 +84,8 @@ class AsrSession:
         )
         self._gates = {p: SpeechGate(FRAME_S, cfg.preroll_s, cfg.postroll_s,
                                      cfg.segment_gap_s) for p in self.parties}
-        queue_items = max(4, round(cfg.queue_s / FRAME_S))
-        self.worker = RecognizerWorker(make_recognizer, self.parties, queue_items=queue_items,
+        self.worker = RecognizerWorker(make_recognizer, self.parties,
+                                       queue_items=queue_items(cfg),
                                        block_when_full=block_when_full, pool=pool)
 
     def tap(self, ctx: FrameContext, window: np.ndarray) -> None:

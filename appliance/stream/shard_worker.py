@@ -71,7 +71,9 @@ class Shard:
         self._make_asr = make_asr
         self.asr_pool = asr_pool
         self.finish_timeout_s = finish_timeout_s
-        self.frames = 0
+        self.frames_ended = 0
+        """Frames analysed in the shard's calls that have ended (open calls count their
+        own: ``engine.frames``)."""
         self.calls_opened = 0
         self.unknown_call_blocks = 0
 
@@ -127,6 +129,7 @@ class Shard:
         self.analyse()  # what was fed before the end belongs to the call
         s = self.sessions.pop(call_id)
         self.bank.remove(call_id)
+        self.frames_ended += s.engine.frames
         self._progress_at.pop(call_id, None)
         task = asyncio.get_running_loop().create_task(self._finish(s, reason))
         self._closing.add(task)
@@ -150,18 +153,17 @@ class Shard:
     # -- analysis ------------------------------------------------------------------------
     def analyse(self) -> None:
         """Step every call with complete windows (Silero batched over the shard)."""
-        before = {cid: s.t_s for cid, s in self.sessions.items()}
         got = self.bank.drain()
         for cid, s in self.sessions.items():
             s.deliver(got.get(cid, []))
-            self.frames += round((s.t_s - before[cid]) / 0.032)
             if s.t_s >= self._progress_at[cid]:
                 self._progress_at[cid] = s.t_s + PROGRESS_S
                 self.send(("progress", cid, s.t_s, dict(s.engine.cue_counts)))
 
     def stats(self) -> dict[str, Any]:
+        frames = self.frames_ended + sum(s.engine.frames for s in self.sessions.values())
         return {"worker": self.index, "pid": os.getpid(), "calls": len(self.sessions),
-                "calls_opened": self.calls_opened, "frames": self.frames,
+                "calls_opened": self.calls_opened, "frames": frames,
                 "unknown_call_blocks": self.unknown_call_blocks,
                 "cpu_s": time.process_time(),
                 "asr_dropped": dict(self.asr_pool.dropped) if self.asr_pool else {},
@@ -240,11 +242,10 @@ def _asr_factory(cfg: Config, models_dir: Path | None,
     if not cfg.asr.enabled:
         return None, None
     from appliance.asr.pool import RecognizerPool
-    from appliance.asr.session import AsrSession, load_call_model
+    from appliance.asr.session import AsrSession, load_call_model, queue_items
     from appliance.asr.worker import vosk_recognizer_factory
 
-    queue_items = max(4, round(cfg.asr.queue_s / 0.032))
-    pool = RecognizerPool(threads, queue_items * 4, name="shard-recognizer")
+    pool = RecognizerPool(threads, queue_items(cfg.asr) * 4, name="shard-recognizer")
     models: dict[str, Any] = {}
 
     def make(lang: str) -> Any:
