@@ -26,12 +26,17 @@ CFG = config_from_dict({"asr": {"enabled": False}})
 TOLERANCE_S = 0.1  # cue times: the 8 kHz legs against the same audio as one WAV
 
 
+def _resample(x: np.ndarray, in_hz: int, out_hz: int) -> np.ndarray:
+    """int16 in one piece, as a WAV converter does it."""
+    y = soxr.resample(x.astype(np.float32) / 32768, in_hz, out_hz)
+    return np.clip(np.round(y * 32768), -32768, 32767).astype(np.int16)
+
+
 def _legs_8k() -> tuple[np.ndarray, np.ndarray]:
     blocks = list(FileSource(DEMO).blocks())
-    a = np.concatenate([b.agent for b in blocks]).astype(np.float32) / 32768
-    c = np.concatenate([b.customer for b in blocks]).astype(np.float32) / 32768
-    return tuple(np.clip(np.round(soxr.resample(x, 16000, 8000) * 32768), -32768,  # type: ignore[return-value]
-                         32767).astype(np.int16) for x in (a, c))
+    a = np.concatenate([b.agent for b in blocks])
+    c = np.concatenate([b.customer for b in blocks])
+    return _resample(a, 16000, 8000), _resample(c, 16000, 8000)
 
 
 def _cues(lines: list[dict[str, Any]], call_id: str) -> list[tuple[str, str, float]]:
@@ -85,10 +90,7 @@ class LegFree:
 
     def __init__(self, pool: ShardPool, agent: np.ndarray, customer: np.ndarray) -> None:
         self.pool = pool
-        up = [np.clip(np.round(soxr.resample(x.astype(np.float32) / 32768, 8000, 16000)
-                               * 32768), -32768, 32767).astype(np.int16)
-              for x in (agent, customer)]
-        self.agent, self.customer = up
+        self.agent, self.customer = (_resample(x, 8000, 16000) for x in (agent, customer))
 
     async def run(self, call_id: str) -> None:
         self.pool.open_call(call_id, lang="en")
