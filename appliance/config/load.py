@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.config.schema import LOG_LEVELS, SECRET_KEYS, Config
+from appliance.config.tap import check_tap
 from appliance.config_env import apply_env, overridden_by
 from appliance.errors import CONFIG_INVALID, CONFIG_NOT_FOUND, ApplianceError, shown
 
@@ -25,6 +26,8 @@ MAX_CONFIG_CHARS = 256 * 1024
 #: Dotted keys or table headers deeper than this are refused before parsing: tomllib's cost
 #: grows with the square of the depth (20 000 levels in 40 KB took 1.6 GB).
 MAX_KEY_DEPTH = 32
+MAX_TABLES = 4096
+"""Entries of one array of tables (``[[tap.rtp.streams]]``) at most."""
 
 _LANGUAGE = re.compile(r"[a-z]{2,3}")
 
@@ -53,10 +56,18 @@ def _build(cls: type, raw: dict[str, Any], src: str, section: str) -> Any:
         f = names[name]
         where = f"[{section}] {name}" if section else name
         hint = hints[name]
+        item = _table_list_item(hint)
         if dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
                 raise _bad(src, where, "must be a table")
-            kwargs[name] = _build(typing.cast(type, hint), value, src, name)
+            kwargs[name] = _build(typing.cast(type, hint), value, src,
+                                  f"{section}.{name}" if section else name)
+        elif item is not None:
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                raise _bad(src, where, f"must be an array of tables ([[{section}.{name}]])")
+            if len(value) > MAX_TABLES:
+                raise _bad(src, where, f"at most {MAX_TABLES} entries")
+            kwargs[name] = [_build(item, v, src, f"{section}.{name}") for v in value]
         elif hint is float:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise _bad(src, where, f"must be a number, not {shown(value)}")
@@ -77,7 +88,8 @@ def _build(cls: type, raw: dict[str, Any], src: str, section: str) -> Any:
             if not isinstance(value, str):
                 what = "a secret" if name in SECRET_KEYS else shown(value)
                 raise _bad(src, where, f"must be a string, not {what}")
-            if name == "language" and not _LANGUAGE.fullmatch(value):
+            if (name == "language" and not _LANGUAGE.fullmatch(value)
+                    and not (value == "" and f.default == "")):
                 raise _bad(src, where, f"{shown(value)} is not a language code like en, de, "
                            "fr (two or three lower-case letters)")
             kwargs[name] = value
@@ -94,7 +106,19 @@ def _build(cls: type, raw: dict[str, Any], src: str, section: str) -> Any:
     return cls(**kwargs)
 
 
+def _table_list_item(hint: Any) -> type | None:
+    """The dataclass of a ``list[SomeConfig]`` field (an array of tables), else None."""
+    if typing.get_origin(hint) is list:
+        (arg,) = typing.get_args(hint)
+        if dataclasses.is_dataclass(arg):
+            return typing.cast(type, arg)
+    return None
+
+
 def _check_relations(cfg: Config, src: str) -> None:
+    broken = check_tap(cfg.tap, is_loopback)
+    if broken is not None:
+        raise _bad(src, *broken)
     if cfg.vad.off_threshold > cfg.vad.on_threshold:
         raise _bad(src, "[vad] off_threshold", "must not exceed on_threshold")
     if cfg.rate.min_syllables_per_s >= cfg.rate.max_syllables_per_s:
@@ -237,19 +261,39 @@ def defaults_toml() -> str:
                 out[a.target.id] = " ".join(str(b.value.value).split())
         return out
 
+    def field_lines(obj: Any, prefix: str = "") -> list[str]:
+        out: list[str] = []
+        d = docs(type(obj))
+        for sf in dataclasses.fields(obj):
+            value = getattr(obj, sf.name)
+            if dataclasses.is_dataclass(value) or _table_list_item(
+                    typing.get_type_hints(type(obj))[sf.name]) is not None:
+                continue
+            m = sf.metadata
+            rng = f" Range {m['min']}..{m['max']} {m['unit']}".rstrip() + "." if m else ""
+            out.append(f"# {d.get(sf.name, '')}{rng}")
+            out.append(f"{prefix}{sf.name} = {_toml_value(value)}")
+        return out
+
+    def table(obj: Any, name: str) -> list[str]:
+        out = [f"[{name}]", *field_lines(obj), ""]
+        hints = typing.get_type_hints(type(obj))
+        d = docs(type(obj))
+        for sf in dataclasses.fields(obj):
+            value = getattr(obj, sf.name)
+            item = _table_list_item(hints[sf.name])
+            if dataclasses.is_dataclass(value):
+                out += table(value, f"{name}.{sf.name}")
+            elif item is not None:  # an array of tables: one commented example entry
+                out += [f"# {d.get(sf.name, '')}", f"# [[{name}.{sf.name}]]",
+                        *field_lines(item(), "# "), ""]
+        return out
+
     lines = ["# Call-etiquette appliance configuration (defaults).", ""]
     top = Config()
     lines += [f"# {docs(Config)['language']}", f'language = "{top.language}"', ""]
     for f in dataclasses.fields(Config):
         sub = getattr(top, f.name)
-        if not dataclasses.is_dataclass(sub):
-            continue
-        lines.append(f"[{f.name}]")
-        d = docs(type(sub))
-        for sf in dataclasses.fields(sub):
-            m = sf.metadata
-            rng = f" Range {m['min']}..{m['max']} {m['unit']}".rstrip() + "." if m else ""
-            lines.append(f"# {d.get(sf.name, '')}{rng}")
-            lines.append(f"{sf.name} = {_toml_value(getattr(sub, sf.name))}")
-        lines.append("")
+        if dataclasses.is_dataclass(sub):
+            lines += table(sub, f.name)
     return "\n".join(lines)

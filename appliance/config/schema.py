@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from appliance.config.tap import TapConfig
+
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SECRET_KEYS = frozenset({"token"})
 """Keys whose values never appear in an error message (they end up in the journal)."""
@@ -314,3 +316,4 @@ class Config:
     calls: CallsConfig = field(default_factory=CallsConfig)
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     call_control: CallControlConfig = field(default_factory=CallControlConfig)
+    tap: TapConfig = field(default_factory=TapConfig)
