@@ -268,3 +268,28 @@ def test_the_recorder_makes_one_record_per_summarised_call() -> None:
     assert [u["data"]["text"] for u in kept.utterances] == ["bonjour •••"]
     assert plain.utterances == [] and kept.summary["kind"] == "summary"
     assert keep.open_calls() == 0  # call b ended without a summary: nothing is held for it
+
+
+def test_the_recorder_keeps_interleaved_calls_apart_with_their_agent_and_source() -> None:
+    """Many calls (the PBX tap): another call's events come between a call's end and its
+    summary; each record still gets its own times, agent and source."""
+    from appliance.stream.record import CallRecord, CallRecorder
+
+    records: list[CallRecord] = []
+    rec = CallRecorder(records.append)
+    for ev in (CallStarted("a", "de", agent_id="a-7", source="rtp",
+                           started_at="2026-12-06T09:00:00.000Z"),
+               CallStarted("b", "en", agent_id="b-2", source="websocket",
+                           started_at="2026-12-06T09:00:10.000Z"),
+               CallEnded("a", 30.0, "source_closed", "2026-12-06T09:00:30.000Z"),
+               CallEnded("b", 25.0, "api", "2026-12-06T09:00:35.000Z"),
+               Summary(25.0, {"language": "en"}, call_id="b"),
+               Summary(30.0, {"language": "de"}, call_id="a")):
+        rec(ev)
+    got = {r.call_id: (r.agent_id, r.source, r.ended_at.isoformat()) for r in records}
+    assert got == {"a": ("a-7", "rtp", "2026-12-06T09:00:30+00:00"),
+                   "b": ("b-2", "websocket", "2026-12-06T09:00:35+00:00")}
+    for i in range(CallRecorder.MAX_ENDED + 5):  # calls that end without a summary
+        rec(CallStarted(f"q{i}", "en"))
+        rec(CallEnded(f"q{i}", 1.0, "idle", "2026-12-06T09:01:00.000Z"))
+    assert len(rec._ended) == CallRecorder.MAX_ENDED and rec.open_calls() == 0

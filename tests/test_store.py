@@ -28,6 +28,7 @@ from appliance.errors import (
 )
 from appliance.events import Summary
 from appliance.sinks.store import SummaryStore, TranscriptStore, summaries_path
+from appliance.sinks.store.summaries import SCHEMA_VERSION
 from appliance.sinks.store.transcripts import NAME_RE
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -72,11 +73,12 @@ def test_round_trip_files_and_pragmas(db: Path) -> None:
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # full
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
     assert [r["call_id"] for r in rows] == ["c0", "c1", "c2", "c9"]
     assert rows[0] == {"id": ids[0], "call_id": "c0", "started_at": "2026-03-01T08:59:30.000Z",
                        "ended_at": "2026-03-01T09:00:00.000Z", "duration_s": 30.0,
-                       "language": "en", "transcript_file": None, "summary": summary(0)}
+                       "language": "en", "transcript_file": None, "summary": summary(0),
+                       "agent_id": None, "source": None}
     assert rows[3]["transcript_file"] == "x.jsonl" and rows[3]["language"] == "de"
 
 
@@ -197,10 +199,44 @@ def test_word_counts_may_count_the_word_text(db: Path) -> None:
         assert [r["summary"] for r in store.export()] == [s]
 
 
+def _first_release_file(db: Path) -> None:
+    """A database as the first release wrote it (schema 1: no agent_id, no source)."""
+    db.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE calls (id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT NOT "
+                 "NULL, started_at TEXT NOT NULL, ended_at TEXT NOT NULL, duration_s REAL NOT "
+                 "NULL, language TEXT NOT NULL, summary_json TEXT NOT NULL, transcript_file "
+                 "TEXT)")
+    conn.execute("CREATE INDEX calls_ended_at ON calls (ended_at)")
+    conn.execute("INSERT INTO calls (call_id, started_at, ended_at, duration_s, language, "
+                 "summary_json) VALUES ('old', '2026-01-01T00:00:00Z', "
+                 "'2026-01-01T00:01:00Z', 60.0, 'de', '{\"kind\": \"summary\"}')")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+
+
+def test_a_first_release_file_is_read_and_upgraded_in_place(db: Path) -> None:
+    _first_release_file(db)
+    with SummaryStore.open_readonly(db) as ro:  # a reader never migrates
+        (row,) = ro.export()
+        assert row["call_id"] == "old" and row["agent_id"] is None and row["source"] is None
+    with SummaryStore.open(db, max_bytes=BIG, keep_days=36500) as store:
+        store.add({"kind": "summary", "data": {"duration_s": 5.0}}, call_id="tap-1",
+                  started_at=T0, ended_at=T0, language="en", agent_id="a-7", source="rtp",
+                  now=T0)
+        rows = {r["call_id"]: r for r in store.export()}
+    assert rows["old"]["agent_id"] is None and rows["old"]["summary"] == {"kind": "summary"}
+    assert (rows["tap-1"]["agent_id"], rows["tap-1"]["source"]) == ("a-7", "rtp")
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+
+
 def test_a_newer_schema_is_refused_clearly(db: Path) -> None:
     SummaryStore.open(db, max_bytes=BIG, keep_days=90).close()
     conn = sqlite3.connect(db)
-    conn.execute("PRAGMA user_version = 2")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
     for opener in (lambda: SummaryStore.open(db, max_bytes=BIG, keep_days=90),
                    lambda: SummaryStore.open_readonly(db)):

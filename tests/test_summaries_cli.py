@@ -76,7 +76,7 @@ def test_export_jsonl_everything_oldest_first(capsys: pytest.CaptureFixture[str]
     rows = [json.loads(line) for line in out.splitlines()]
     assert [r["call_id"] for r in rows] == ["c0", "c1", "c2", "c3", "c4"]
     assert set(rows[0]) == {"id", "call_id", "started_at", "ended_at", "duration_s", "language",
-                            "transcript_file", "summary"}
+                            "transcript_file", "summary", "agent_id", "source"}
     assert rows[4]["summary"] == _summary({"interruption": 4, "dead_air": 1})
     assert rows[4]["ended_at"].endswith("Z")
 
@@ -144,12 +144,13 @@ def test_export_csv_has_stable_columns(capsys: pytest.CaptureFixture[str],
     header = rows[0]
     kinds = [*CUE_KINDS, "brand_new_cue"]  # known kinds in their order, then the others
     assert header == ["call_id", "started_at", "ended_at", "duration_s", "language",
-                      *(f"cues.{k}" for k in kinds), "summary_json"]
+                      *(f"cues.{k}" for k in kinds), "summary_json", "agent_id", "source"]
     assert len(rows) == 3
     rec = dict(zip(header, rows[1], strict=True))
     assert rec["call_id"] == "c0" and rec["language"] == "en" and rec["duration_s"] == "95.0"
     assert rec["cues.interruption"] == "2" and rec["cues.hold_leak"] == "1"
     assert rec["cues.brand_new_cue"] == "3" and rec["cues.dead_air"] == "0"
+    assert rec["agent_id"] == rec["source"] == ""  # a desk call
     assert json.loads(rec["summary_json"]) == _summary(
         {"interruption": 2, "hold_leak": 1, "brand_new_cue": 3})
     # no calls: still the header, with every known cue kind

@@ -37,6 +37,8 @@ from appliance.sinks.store import (
 # older export keep their places), plus any other kind found in the exported calls
 # (written by another version), after them.
 BASE_COLUMNS = ("call_id", "started_at", "ended_at", "duration_s", "language")
+TAP_COLUMNS = ("agent_id", "source")
+"""After the summary: the second release's columns (a PBX tap's agent and source)."""
 _RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*([dh])")
 _DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}")
 _DATE_HELP = ("2026-11-01 (UTC day), an ISO date-time (2026-11-01T09:00, UTC unless it "
@@ -137,12 +139,13 @@ def write_csv(f: TextIO, rows: Callable[[], Iterable[Mapping[str, Any]]]) -> int
     extra = sorted({k for r in rows() for k in _cues(r)} - set(CUE_KINDS))
     kinds = [*CUE_KINDS, *extra]  # in CUE_KINDS's order: new kinds add columns at the end
     w = csv.writer(f, lineterminator="\n")
-    w.writerow([*BASE_COLUMNS, *(f"cues.{k}" for k in kinds), "summary_json"])
+    w.writerow([*BASE_COLUMNS, *(f"cues.{k}" for k in kinds), "summary_json", *TAP_COLUMNS])
     n = 0
     for r in rows():
         cues = _cues(r)
         w.writerow([*(r[c] for c in BASE_COLUMNS), *(cues.get(k, 0) for k in kinds),
-                    json.dumps(r["summary"], ensure_ascii=False, separators=(",", ":"))])
+                    json.dumps(r["summary"], ensure_ascii=False, separators=(",", ":")),
+                    *(r.get(c) or "" for c in TAP_COLUMNS)])
         n += 1
     return n
 

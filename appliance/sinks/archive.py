@@ -197,7 +197,8 @@ class CallArchive:
             if self._store is not None:
                 self._store.add(rec.summary, call_id=rec.call_id, started_at=rec.started_at,
                                 ended_at=rec.ended_at, language=rec.language,
-                                transcript_file=transcript_file)
+                                transcript_file=transcript_file, agent_id=rec.agent_id,
+                                source=rec.source)
         except Exception as exc:  # the disk, not a bug of the call: keep coaching
             self.failed += 1
             self.last_write_ok = False

@@ -23,6 +23,11 @@ class CallRecord:
     """The summary event's JSON (cue counts and figures; never words)."""
     utterances: list[dict[str, Any]] = field(default_factory=list)
     """Transcript events' JSON (digits masked); empty unless retention is on."""
+    agent_id: str | None = None
+    """The agent's id, when the call's source named one (the PBX tap)."""
+    source: str | None = None
+    """Where the call came from (``call_started``'s source: ``file``, ``capture``,
+    ``websocket``, ``audiosocket``, ``rtp``...)."""
 
 
 class CallRecorder:
@@ -36,21 +41,25 @@ class CallRecorder:
         self.record = record
         self.keep_transcripts = keep_transcripts
         self._calls: dict[str, _Open] = {}
-        self._ended: tuple[str, _Open] | None = None
-        """The call whose ``call_ended`` was the last event: its summary comes next."""
+        self._ended: dict[str, _Open] = {}
+        """Calls whose ``call_ended`` came and whose summary has not (yet): insertion order,
+        bounded by ``MAX_ENDED``."""
+
+    MAX_ENDED = 64
 
     def __call__(self, ev: Event) -> None:
-        ended, self._ended = self._ended, None
         if isinstance(ev, Summary):
-            if ended is not None and ended[0] == ev.call_id:
-                done = ended[1]
+            done = self._ended.pop(ev.call_id, None)
+            if done is not None:
                 end = done.ended_at or datetime.now(UTC)
                 self.record(CallRecord(ev.call_id, str(ev.data.get("language", done.language)),
                                        done.started_at or end, end, ev.to_json(),
-                                       done.utterances))
+                                       done.utterances, done.agent_id, done.source))
             return
         if isinstance(ev, CallStarted):
-            self._calls[ev.call_id] = _Open(_parse(ev.started_at), ev.language)
+            self._calls[ev.call_id] = _Open(_parse(ev.started_at), ev.language,
+                                            agent_id=ev.agent_id or None,
+                                            source=ev.source or None)
             return
         call = self._calls.get(ev.call_id)
         if call is None:
@@ -60,7 +69,9 @@ class CallRecorder:
         elif isinstance(ev, CallEnded):
             del self._calls[ev.call_id]
             call.ended_at = _parse(ev.ended_at) or datetime.now(UTC)
-            self._ended = (ev.call_id, call)
+            self._ended[ev.call_id] = call
+            while len(self._ended) > self.MAX_ENDED:  # calls that ended without a summary
+                del self._ended[next(iter(self._ended))]
 
     def open_calls(self) -> int:
         """Calls started and not yet ended (what the recorder holds in memory)."""
@@ -73,6 +84,8 @@ class _Open:
     language: str
     utterances: list[dict[str, Any]] = field(default_factory=list)
     ended_at: datetime | None = None
+    agent_id: str | None = None
+    source: str | None = None
 
 
 def _parse(iso: str) -> datetime | None:

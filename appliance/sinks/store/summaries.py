@@ -38,20 +38,26 @@ from appliance.events import iso_utc
 log = logging.getLogger(__name__)
 
 DB_NAME = "summaries.sqlite3"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: the first release; 2: ``agent_id`` and ``source`` (the PBX tap's calls) added."""
 FORBIDDEN_KEYS = frozenset({"transcript", "text"})
 """Keys a stored summary may not hold text under, at any depth (a number is fine):
 transcript text stays in memory."""
 
 _BUSY_TIMEOUT_MS = 5000
 _EXPORT_CHUNK = 256
-_COLUMNS = ("id, call_id, started_at, ended_at, duration_s, language, transcript_file, "
-            "summary_json")
+_COLUMNS_V1 = ("id, call_id, started_at, ended_at, duration_s, language, transcript_file, "
+               "summary_json")
+_COLUMNS = _COLUMNS_V1 + ", agent_id, source"
 _SCHEMA_V1 = (
     "CREATE TABLE calls (id INTEGER PRIMARY KEY AUTOINCREMENT, call_id TEXT NOT NULL, "
     "started_at TEXT NOT NULL, ended_at TEXT NOT NULL, duration_s REAL NOT NULL, "
     "language TEXT NOT NULL, summary_json TEXT NOT NULL, transcript_file TEXT)",
     "CREATE INDEX calls_ended_at ON calls (ended_at)",
+)
+_SCHEMA_V2 = (
+    "ALTER TABLE calls ADD COLUMN agent_id TEXT",
+    "ALTER TABLE calls ADD COLUMN source TEXT",
 )
 
 
@@ -79,11 +85,15 @@ class SummaryStore:
     """One SQLite file of call summaries.  Thread-safe (one lock around the connection);
     :meth:`add` syncs to disk, so call it off the event loop."""
 
-    __slots__ = ("_conn", "_empty", "_lock", "_readonly", "keep_days", "max_bytes", "path")
+    __slots__ = ("_columns", "_conn", "_empty", "_lock", "_readonly", "keep_days", "max_bytes",
+                 "path")
 
     def __init__(self, path: Path, conn: sqlite3.Connection, *, max_bytes: int,
-                 keep_days: float, readonly: bool, empty: bool = False) -> None:
+                 keep_days: float, readonly: bool, empty: bool = False,
+                 version: int = SCHEMA_VERSION) -> None:
         self.path = path
+        # a reader of a first-release file (never migrated: read-only) has no tap columns
+        self._columns = _COLUMNS if version >= 2 else _COLUMNS_V1 + ", NULL, NULL"
         self.max_bytes = max_bytes
         self.keep_days = keep_days
         self._conn = conn
@@ -138,7 +148,8 @@ class SummaryStore:
             log.debug("summaries database %s: read-only open failed (%s); reading it as "
                       "immutable", path, exc)
             conn, version = _connect_readonly(path, immutable=True)
-        return cls(path, conn, max_bytes=0, keep_days=0.0, readonly=True, empty=version == 0)
+        return cls(path, conn, max_bytes=0, keep_days=0.0, readonly=True, empty=version == 0,
+                   version=version)
 
     def close(self) -> None:
         with self._lock:
@@ -152,6 +163,7 @@ class SummaryStore:
 
     def add(self, summary: Mapping[str, Any], *, call_id: str, started_at: datetime,
             ended_at: datetime, language: str, transcript_file: str | None = None,
+            agent_id: str | None = None, source: str | None = None,
             now: datetime | None = None) -> int:
         """Store one call (the Summary event's ``to_json()``) and prune, in one transaction.
 
@@ -172,12 +184,14 @@ class SummaryStore:
         dur = data.get("duration_s") if isinstance(data, Mapping) else None
         if not isinstance(dur, int | float) or not math.isfinite(dur):
             dur = (ended_at - started_at).total_seconds()
-        row = (str(call_id), start, end, float(dur), str(language), payload, transcript_file)
+        row = (str(call_id), start, end, float(dur), str(language), payload, transcript_file,
+               agent_id, source)
         with self._lock, _sqlite_errors(self.path, "write to"):
             with self._transaction():
                 cur = self._conn.execute(
                     "INSERT INTO calls (call_id, started_at, ended_at, duration_s, language, "
-                    "summary_json, transcript_file) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+                    "summary_json, transcript_file, agent_id, source) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
                 new_id = cur.lastrowid
                 assert new_id is not None
                 pruned = self._prune_locked(now, keep_id=new_id)
@@ -267,7 +281,8 @@ class SummaryStore:
                until: datetime | None = None) -> Iterator[dict[str, Any]]:
         """Calls with ``since <= ended_at < until``, oldest first, as dicts: ``id``,
         ``call_id``, ``started_at``, ``ended_at``, ``duration_s``, ``language``,
-        ``transcript_file`` and ``summary`` (the stored summary event).
+        ``transcript_file``, ``summary`` (the stored summary event), ``agent_id`` and
+        ``source`` (a PBX tap's call; null for a desk call and for first-release rows).
 
         Rows are read in chunks; the lock (and any read transaction) is only held while a
         chunk is fetched, so a slow consumer never holds up :meth:`add`.
@@ -281,7 +296,7 @@ class SummaryStore:
         if until is not None:
             where.append("ended_at < ?")
             params.append(iso_utc(until))
-        sql = (f"SELECT {_COLUMNS} FROM calls WHERE {' AND '.join(where)} "
+        sql = (f"SELECT {self._columns} FROM calls WHERE {' AND '.join(where)} "
                f"AND (ended_at, id) > (?, ?) ORDER BY ended_at, id LIMIT {_EXPORT_CHUNK}")
         last: tuple[str, int] = ("", -1)
         while True:
@@ -301,7 +316,7 @@ class SummaryStore:
                                  "summary") from exc
         return {"id": r[0], "call_id": r[1], "started_at": r[2], "ended_at": r[3],
                 "duration_s": r[4], "language": r[5], "transcript_file": r[6],
-                "summary": summary}
+                "summary": summary, "agent_id": r[8], "source": r[9]}
 
 
 def _connect_readonly(path: Path, *, immutable: bool) -> tuple[sqlite3.Connection, int]:
@@ -352,10 +367,14 @@ def _prepare(conn: sqlite3.Connection, path: Path, max_bytes: int) -> None:
     if version < SCHEMA_VERSION:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            if _user_version(conn) == 0:  # not created meanwhile by another process
+            now_at = _user_version(conn)  # another process may have done it meanwhile
+            if now_at == 0:
                 for stmt in _SCHEMA_V1:
                     conn.execute(stmt)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if now_at < 2:
+                for stmt in _SCHEMA_V2:
+                    conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
             with suppress(sqlite3.Error):
