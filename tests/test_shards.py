@@ -68,9 +68,11 @@ def test_calls_on_two_workers_give_the_file_paths_cues():
     lines: list[dict[str, Any]] = []
     blocks = _blocks()
     marks = load_marks(DEMO / "demo_marks.jsonl")
+    states: list[tuple[str, dict[str, Any]]] = []
 
     async def go() -> dict[str, int]:
-        pool = ShardPool(CFG, lambda ev: lines.append(ev.to_json()), processes=2)
+        pool = ShardPool(CFG, lambda ev: lines.append(ev.to_json()), processes=2,
+                         on_state=lambda cid, snap: states.append((cid, snap)), states_s=0.2)
         await pool.start()
         where = {cid: pool.open_call(cid, lang="en", agent_id=f"agent-{cid}", source="test",
                                      marks=marks) for cid in ("a", "b", "c")}
@@ -82,6 +84,8 @@ def test_calls_on_two_workers_give_the_file_paths_cues():
                 await _push(pool, cid, block)
             if i % 64 == 0:
                 await asyncio.sleep(0)
+        # the live state of every call comes back for the per-agent pages
+        await _until(lambda: {cid for cid, _ in states} == set(where))
         pool.signal("c", "answered", ring_s=20.0)  # the PBX's call control, on one call
         pool.signal("c", "leg_ended", party="agent")
         with pytest.raises(ValueError):
@@ -97,6 +101,7 @@ def test_calls_on_two_workers_give_the_file_paths_cues():
 
     where = asyncio.run(go())
     assert sorted(set(where.values())) == [0, 1]  # both workers carried calls
+    assert all(snap["kind"] == "state" and "hold" in snap for _, snap in states)
     late = [e for e in lines if e["kind"] == "answer_delay"]
     assert [(e["call_id"], e["data"]["ring_s"]) for e in late] == [("c", 20.0)]
     assert late[0]["t"] == pytest.approx(107.04, abs=0.05)  # after the call's audio

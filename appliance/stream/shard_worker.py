@@ -22,7 +22,9 @@ Commands (tuples, cheap to pickle):
 Messages back: ``("ready", pid)``, ``("event", Event)``, ``("progress", call_id, t_s,
 cue_counts)`` every :data:`PROGRESS_S` of a call's audio (so the parent can close the call
 with what was analysed if this process dies), ``("stats", dict)`` once a second,
-``("closed", call_id)``, and ``("stopped",)``.
+``("states", [(call_id, snapshot), …])`` every ``states_s`` when the parent asked for the
+calls' live state (the per-agent pages of a PBX tap), ``("closed", call_id)``, and
+``("stopped",)``.
 """
 
 from __future__ import annotations
@@ -59,8 +61,11 @@ class Shard:
     def __init__(self, index: int, cfg: Config, send: Callable[[tuple[Any, ...]], None], *,
                  vad: Any, make_asr: Callable[[str], Any] | None = None,
                  asr_pool: Any = None,
-                 finish_timeout_s: float | None = LIVE_FINISH_TIMEOUT_S) -> None:
+                 finish_timeout_s: float | None = LIVE_FINISH_TIMEOUT_S,
+                 states_s: float = 0.0) -> None:
         self.index = index
+        self.states_s = states_s
+        """Seconds between two snapshots of every call's live state (0: none)."""
         self.cfg = cfg
         self.send = send
         self.vad = vad
@@ -160,6 +165,10 @@ class Shard:
                 self._progress_at[cid] = s.t_s + PROGRESS_S
                 self.send(("progress", cid, s.t_s, dict(s.engine.cue_counts)))
 
+    def states(self) -> list[tuple[str, dict[str, Any]]]:
+        """Every open call's live state (the dashboard's gauges, timers and checklists)."""
+        return [(cid, s.engine.snapshot()) for cid, s in self.sessions.items()]
+
     def stats(self) -> dict[str, Any]:
         frames = self.frames_ended + sum(s.engine.frames for s in self.sessions.values())
         return {"worker": self.index, "pid": os.getpid(), "calls": len(self.sessions),
@@ -179,10 +188,16 @@ class Shard:
 
 async def _serve(shard: Shard, inbox: asyncio.Queue[tuple[Any, ...]],
                  clock: Callable[[], float]) -> None:
-    next_stats = clock()
+    next_stats = next_states = clock()
     running = True
     while running:
-        cmd = await inbox.get()
+        if shard.states_s:  # the live states go out even while no audio comes
+            try:
+                cmd = await asyncio.wait_for(inbox.get(), shard.states_s)
+            except TimeoutError:
+                cmd = ("tick",)
+        else:
+            cmd = await inbox.get()
         n = 0
         while True:
             running = shard.handle(cmd)
@@ -194,12 +209,16 @@ async def _serve(shard: Shard, inbox: asyncio.Queue[tuple[Any, ...]],
         if clock() >= next_stats:
             next_stats = clock() + STATS_EVERY_S
             shard.send(("stats", shard.stats()))
+        if shard.states_s and clock() >= next_states and shard.sessions:
+            next_states = clock() + shard.states_s
+            shard.send(("states", shard.states()))
     await shard.close_all()
 
 
 def worker_main(index: int, cfg: Config, commands: Any, results: Any,
                 models_dir: str | None = None, recognizer_threads: int = 1,
-                finish_timeout_s: float | None = LIVE_FINISH_TIMEOUT_S) -> None:
+                finish_timeout_s: float | None = LIVE_FINISH_TIMEOUT_S,
+                states_s: float = 0.0) -> None:
     """The worker process's entry point (``multiprocessing`` target)."""
     logging.basicConfig(level=logging.INFO, format=f"shard {index}: %(levelname)s %(message)s")
     from appliance.engine.vad import SileroModel
@@ -210,7 +229,7 @@ def worker_main(index: int, cfg: Config, commands: Any, results: Any,
     pool, make_asr = _asr_factory(cfg, Path(models_dir) if models_dir else None,
                                   recognizer_threads)
     shard = Shard(index, cfg, send, vad=SileroModel(), make_asr=make_asr, asr_pool=pool,
-                  finish_timeout_s=finish_timeout_s)
+                  finish_timeout_s=finish_timeout_s, states_s=states_s)
     send(("ready", os.getpid()))
 
     async def main() -> None:

@@ -89,10 +89,15 @@ class ShardPool:
                  models_dir: Path | None = None, queue_blocks: int = 4096,
                  max_calls: int | None = None, max_restarts: int | None = None,
                  finish_timeout_s: float | None = LIVE_FINISH_TIMEOUT_S,
-                 start_method: str = "spawn") -> None:
+                 on_state: Callable[[str, dict[str, Any]], None] | None = None,
+                 states_s: float = 1.0, start_method: str = "spawn") -> None:
         w = cfg.workers
         self.cfg = cfg
         self.emit = emit
+        self.on_state = on_state
+        """Called with (call_id, snapshot) for each open call every ``states_s`` (the
+        per-agent pages); None: the workers send no snapshots."""
+        self.states_s = states_s if on_state is not None else 0.0
         self.processes = processes or w.processes or os.cpu_count() or 1
         self.recognizer_threads = recognizer_threads or w.recognizer_threads
         self.max_calls = max_calls if max_calls is not None else w.max_calls
@@ -147,7 +152,7 @@ class ShardPool:
             target=worker_main, name=f"appliance-shard-{index}", daemon=True,
             args=(index, self.cfg, commands, results,
                   str(self.models_dir) if self.models_dir else None, self.recognizer_threads,
-                  self.finish_timeout_s))
+                  self.finish_timeout_s, self.states_s))
         proc.start()
         w = _Worker(index, proc, commands, results, asyncio.Event(), generation=generation)
         threading.Thread(target=self._read, args=(w,), name=f"shard-{index}-results",
@@ -315,6 +320,11 @@ class ShardPool:
             call = w.calls.get(msg[1])
             if call is not None:
                 call.t_s, call.cues = msg[2], msg[3]
+        elif kind == "states":
+            if self.on_state is not None:
+                for call_id, snap in msg[1]:
+                    if call_id in w.calls:  # not a call that ended meanwhile
+                        self.on_state(call_id, snap)
         elif kind == "closed":
             w.calls.pop(msg[1], None)
         elif kind == "stats":
