@@ -24,12 +24,12 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / "appliance" / "demo"
 
 LAYERS: dict[str, tuple[str, ...]] = {
-    "unit": ("test_asr_pool", "test_config_env", "test_events", "test_features",
+    "unit": ("test_asr_pool", "test_config_env", "test_events", "test_features", "test_floor",
              "test_filesource", "test_filled_pause", "test_fuzz", "test_hold", "test_layout",
              "test_legs", "test_logs", "test_marks", "test_metrics", "test_music",
              "test_notify", "test_nuclei", "test_pbx_proto", "test_phrases", "test_rtp",
-             "test_rules", "test_store", "test_tone_rate", "test_turns", "test_wavfile",
-             "test_words"),
+             "test_rules", "test_store", "test_tap_config", "test_tone_rate", "test_turns",
+             "test_wavfile", "test_words"),
     "engine": ("test_call_control", "test_corpus", "test_corpus_real", "test_engine",
                "test_quality", "test_quality_real", "test_session"),
     "e2e": ("test_asr", "test_asr_cli", "test_cli", "test_dashboard", "test_health",

@@ -65,6 +65,8 @@ def add_run_parsers(sub: Any) -> None:
                    help="hold marks of the replayed recording (as for analyze)")
     r.add_argument("--loop", action="store_true", help="replay the recording again and again, "
                    "each pass a new call (default: stop when it ends)")
+    r.add_argument("--tap", action="store_true", help="serve the PBX tap (as [tap] enabled): "
+                   "analyse the calls the PBX streams instead of capturing a headset")
     sub.add_parser("devices", help="list audio inputs (index, channels, default rate, name)")
 
 
@@ -265,6 +267,8 @@ def run_live(args: argparse.Namespace) -> int:
         "config": str(config_path) if config_path else "defaults",
         "env_overrides": ",".join(overrides_in_effect(env)) or "none"}})
     notifier = Notifier.from_env(env)
+    if args.tap or cfg.tap.enabled:
+        return run_tap(args, cfg, config_path, notifier)
     lang = args.lang or cfg.language
     from appliance.asr.session import check_language
 
@@ -280,6 +284,32 @@ def run_live(args: argparse.Namespace) -> int:
     archive.start()
     service = Service(args, cfg, config_path, runner, notifier, archive)
     service.started_s = started_s
+    try:
+        asyncio.run(service.serve())
+    finally:
+        archive.close()
+        notifier.close()
+    return 0
+
+
+def run_tap(args: argparse.Namespace, cfg: Config, config_path: Path | None,
+            notifier: Notifier) -> int:
+    """The box at the PBX (:mod:`appliance.service.tap_service`)."""
+    from appliance.service.tap_service import TapService
+
+    if args.replay is not None or args.marks is not None or args.loop:
+        raise ApplianceError("usage", "--replay, --marks and --loop are for the desk; the PBX "
+                             "tap takes its calls from the PBX")
+    from dataclasses import replace
+
+    if args.no_asr and cfg.asr.enabled:
+        cfg = replace(cfg, asr=replace(cfg.asr, enabled=False))
+    if args.lang:  # the calls' default language (a route's or the control API's wins)
+        cfg = replace(cfg, language=args.lang)
+    archive = CallArchive(cfg.storage, os.environ)
+    archive.start()
+    service = TapService(cfg, notifier=notifier, archive=archive, host=args.host,
+                         port=args.port, models_dir=args.models_dir, config_path=config_path)
     try:
         asyncio.run(service.serve())
     finally:

@@ -236,3 +236,66 @@ class WorkerCollector(Collector):
                 if key in w:
                     fam.add_metric([str(w["worker"])], float(w[key]))
             yield fam
+
+
+# -- the PBX tap -----------------------------------------------------------------------------
+TAP_CALLS_OPEN = _g("appliance_tap_calls_open", "Tap calls open now.")
+TAP_CALLS = _c("appliance_tap_calls_total", "Tap calls started since the service started.")
+TAP_ANNOUNCED = _g("appliance_tap_calls_announced", "Calls announced through the control "
+                   "API whose audio has not come yet.")
+TAP_DROPPED = _c("appliance_tap_dropped_blocks_total", "Tap audio blocks the analysis "
+                 "workers could not take (their queues were full).")
+TAP_LISTENER = _c("appliance_tap_listener_total", "The listeners' counters (connections, "
+                  "packets, frames, bytes, malformed, refused, lost...), by listener and "
+                  "counter.")
+TAP_LISTENER_OPEN = _g("appliance_tap_listener_open", "Streams or connections open now, "
+                       "by listener.")
+TAP_FIGURES = (HEALTHY, TAP_CALLS_OPEN, TAP_CALLS, TAP_ANNOUNCED, TAP_DROPPED, TAP_LISTENER,
+               TAP_LISTENER_OPEN, CUES, STORAGE_OK, STORAGE_PENDING, STORAGE_WRITTEN,
+               STORAGE_FAILED, STORAGE_DROPPED, STORAGE_RESTARTS)
+
+
+class TapCollector(Collector):
+    """The PBX tap's figures.  ``read()`` returns one mapping (what
+    :meth:`appliance.service.tap_service.TapService.figures` gives): ``healthy``,
+    ``calls_open``, ``calls``, ``announced``, ``dropped_blocks``, ``cues`` (kind → count),
+    ``storage`` (the archive's health, or None) and ``listeners`` (name → its ``stats()``:
+    numbers; the key ``open`` is the gauge, every other number a counter)."""
+
+    def __init__(self, read: Callable[[], Mapping[str, Any]]) -> None:
+        self._read = read
+
+    def describe(self) -> Iterable[Metric]:
+        return [f.family() for f in TAP_FIGURES]
+
+    def collect(self) -> Iterator[Metric]:
+        f = self._read()
+        yield HEALTHY.value(f["healthy"])
+        yield TAP_CALLS_OPEN.value(f["calls_open"])
+        yield TAP_CALLS.value(f["calls"])
+        yield TAP_ANNOUNCED.value(f["announced"])
+        yield TAP_DROPPED.value(f["dropped_blocks"])
+        counters, opened = TAP_LISTENER.family(["listener", "counter"]), \
+            TAP_LISTENER_OPEN.family(["listener"])
+        for name, stats in sorted(f["listeners"].items()):
+            for key, v in sorted(stats.items()):
+                if isinstance(v, bool) or not isinstance(v, int | float):
+                    continue
+                if key == "open":
+                    opened.add_metric([name], float(v))
+                else:
+                    counters.add_metric([name, key], float(v))
+        yield counters
+        yield opened
+        cues = CUES.family(["kind"])
+        for kind, n in sorted(f["cues"].items()):
+            cues.add_metric([kind], float(n))
+        yield cues
+        st = f.get("storage")
+        if st is not None:
+            yield STORAGE_OK.value(st["ok"])
+            yield STORAGE_PENDING.value(st["pending"])
+            yield STORAGE_WRITTEN.value(st["written"])
+            yield STORAGE_FAILED.value(st["failed"])
+            yield STORAGE_DROPPED.value(st["dropped"])
+            yield STORAGE_RESTARTS.value(st["restarts"])
