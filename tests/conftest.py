@@ -31,7 +31,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
              "test_rules", "test_store", "test_tap_config", "test_tone_rate", "test_turns",
              "test_wavfile", "test_words"),
     "engine": ("test_call_control", "test_corpus", "test_corpus_real", "test_engine",
-               "test_quality", "test_quality_real", "test_session"),
+               "test_quality", "test_quality_real", "test_session", "test_tap_quality"),
     "e2e": ("test_asr", "test_asr_cli", "test_cli", "test_dashboard", "test_health",
             "test_live", "test_models", "test_retention", "test_service_run", "test_shards",
             "test_summaries_cli", "test_tap"),
