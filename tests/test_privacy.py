@@ -709,6 +709,10 @@ REVIEWED: dict[str, tuple[frozenset[str], str]] = {
         frozenset({"imports aiohttp"}),
         "aiohttp.web handlers only (the PBX's WebSocket audio streams in, on the dashboard's "
         "server behind its token): no client, no listening socket of its own"),
+    "appliance/service/control_api.py": (
+        frozenset({"imports aiohttp"}),
+        "aiohttp.web handlers only (the control API's JSON requests in, on the dashboard's "
+        "server behind its token): no client, no listening socket of its own"),
 }
 """Modules allowed some local network code after review: which findings, and why."""
 
