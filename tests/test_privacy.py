@@ -705,6 +705,14 @@ REVIEWED: dict[str, tuple[frozenset[str], str]] = {
         "`appliance doctor` tries a bind (never a connect) of the configured dashboard "
         "address, an address of this machine (a name in [dashboard] host is looked up "
         "passively); who holds a taken port is read from /proc"),
+    "appliance/audio/pbx/ws_listener.py": (
+        frozenset({"imports aiohttp"}),
+        "aiohttp.web handlers only (the PBX's WebSocket audio streams in, on the dashboard's "
+        "server behind its token): no client, no listening socket of its own"),
+    "appliance/service/control_api.py": (
+        frozenset({"imports aiohttp"}),
+        "aiohttp.web handlers only (the control API's JSON requests in, on the dashboard's "
+        "server behind its token): no client, no listening socket of its own"),
 }
 """Modules allowed some local network code after review: which findings, and why."""
 

@@ -13,6 +13,10 @@ ROUTE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 CALL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 """What a call id may be (ids come from PBXs: UUIDs, Asterisk's ``1712345678.42``, SIP
 Call-IDs with ``@``); anything else is refused at the boundary."""
+AGENT_ID = re.compile(r"[A-Za-z0-9._@-]{1,64}")
+"""What an agent id may be (a login, an extension, an e-mail address)."""
+LANGUAGE = re.compile(r"[a-z]{2,3}")
+"""A call's language: an ISO 639 code (en, de, fr)."""
 CODEC_SPEC = re.compile(r"(\d{1,3})\s+(PCMU|PCMA|L16)/(8000|16000)")
 
 
@@ -199,7 +203,7 @@ def check_tap(tap: TapConfig, is_loopback: Any) -> tuple[str, str] | None:
             return ("[tap.routes] mix_type", f"{r.mix_type[:20]!r}: allowed stereo, mono, mixed")
         if r.sample_rate_hz not in (0, 8000, 16000):
             return ("[tap.routes] sample_rate_hz", "allowed 0, 8000, 16000")
-        if r.language and not re.fullmatch(r"[a-z]{2,3}", r.language):
+        if r.language and not LANGUAGE.fullmatch(r.language):
             return ("[tap.routes] language", "a language code like en, de, fr")
     if len(set(names)) != len(names):
         return ("[tap.routes] name", "a route name is listed twice")

@@ -6,12 +6,20 @@ from __future__ import annotations
 
 from appliance.errors import PBX_PROTOCOL, ApplianceError
 
+WS_CLOSE_NORMAL = 1000
+"""RFC 6455: the stream ended (its end frame came, or its call was ended elsewhere)."""
+WS_CLOSE_GOING_AWAY = 1001
+"""RFC 6455: the box is shutting down."""
 WS_CLOSE_PROTOCOL_ERROR = 1002
 """RFC 6455: the peer broke the protocol (bad metadata, a frame in the wrong place)."""
 WS_CLOSE_UNSUPPORTED_DATA = 1003
 """RFC 6455: the endpoint cannot accept this kind of data (a mixed stream, an odd rate)."""
+WS_CLOSE_POLICY_VIOLATION = 1008
+"""RFC 6455: a stream for a call id that is open already."""
 WS_CLOSE_MESSAGE_TOO_BIG = 1009
 """RFC 6455: a message too big to process (metadata over its bound)."""
+WS_CLOSE_TRY_AGAIN_LATER = 1013
+"""IANA registry: no analysis worker can take another call (``calls.full``)."""
 
 
 class PbxProtocolError(ApplianceError):
