@@ -78,6 +78,10 @@ class TapService:
         self.tap = TapCalls(self.pool, idle_timeout_s=cfg.tap.idle_timeout_s,
                             max_skew_s=cfg.tap.max_skew_s, plan_ttl_s=cfg.tap.plan_ttl_s)
         self.listeners: dict[str, Any] = {}
+        """By name (``websocket``, ``audiosocket``, ``rtp``): each has ``stats()`` and
+        ``running``; the socket ones ``start()``/``stop()``."""
+        self.ws: Any = None
+        self.api: Any = None
         self.server: Any = None
         self.url = ""
         self.stopping = False
@@ -147,6 +151,17 @@ class TapService:
         if call_id is None or not self.tap.end(call_id, "end_key"):
             raise ApplianceError(CALL_UNKNOWN, f"agent {agent_id} has no open call")
 
+    # -- the team lead's view -------------------------------------------------------------
+    def floor_routes(self) -> list[Any]:
+        """``GET /api/floor``: the live calls (agent, duration, hold timer, last cue)."""
+        from aiohttp import web
+
+        async def floor(_: web.Request) -> web.Response:
+            return web.json_response(self.floor.view(),
+                                     headers={"Cache-Control": "no-store"})
+
+        return [web.get("/api/floor", floor, allow_head=False)]
+
     # -- health and figures ---------------------------------------------------------------
     def health(self) -> dict[str, Any]:
         """What ``/healthz`` shows; ``healthy`` is False when something inside has stopped
@@ -175,10 +190,15 @@ class TapService:
     def figures(self) -> dict[str, Any]:
         """What the tap's metrics collector reads."""
         h = self.health()
+        listeners = {}
+        for name, stats in h["listeners"].items():
+            opened = next((stats[k] for k in ("open", "streams_open", "connections_open")
+                           if k in stats), None)
+            listeners[name] = {**stats, "open": opened} if opened is not None else stats
         return {"healthy": h["healthy"], "calls_open": h["calls_open"],
                 "calls": self.calls_total, "announced": h["calls_announced"],
                 "dropped_blocks": self.tap.dropped_blocks, "cues": dict(self.cue_counts),
-                "storage": h["storage"], "listeners": h["listeners"]}
+                "storage": h["storage"], "listeners": listeners}
 
     def status_line(self) -> str:
         h = self.health()
@@ -197,11 +217,12 @@ class TapService:
 
         self.notifier.status("Starting the analysis workers")
         await self.pool.start()
+        sockets = make_listeners(self)  # before the server: the control API names them
+        self.listeners.update(sockets)
         self.server = make_server(self)
         await self.server.start()
         self.url = f"http://{self.host}:{self.server.port}/"
-        self.listeners.update(make_listeners(self))
-        for lst in self.listeners.values():
+        for lst in sockets.values():
             await lst.start()
         self._tasks = [asyncio.create_task(self._ticks(), name="tap-ticks"),
                        asyncio.create_task(self._pings(), name="tap-pings")]
@@ -215,9 +236,16 @@ class TapService:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        for lst in self.listeners.values():
+        if self.ws is not None:
             with contextlib.suppress(Exception):
+                await self.ws.close_all()
+        for name, lst in self.listeners.items():
+            if name == "websocket":
+                continue
+            try:
                 await lst.stop()
+            except Exception:
+                log.exception("the %s listener did not stop cleanly", name)
         for call_id in list(self.tap.calls):
             self.tap.end(call_id, "service_stop")
         await self.pool.stop()
@@ -229,11 +257,7 @@ class TapService:
             await asyncio.sleep(TICK_S)
             now = self.clock()
             try:
-                self.tap.expire(now)
-                for lst in self.listeners.values():
-                    expire = getattr(lst, "expire", None)
-                    if expire is not None:
-                        expire(now)
+                self.tap.expire(now)  # the listeners' own tickers expire their streams
             except Exception:  # a bug here must not stop the box's housekeeping
                 log.exception("tap housekeeping failed")
 
