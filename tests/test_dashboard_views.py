@@ -1,6 +1,6 @@
 """Per-agent views (``/agent/<id>``) and the routes other modules add to the dashboard's
 server (the PBX tap's control API and WebSocket listeners, here dummies), behind the same
-guard: over real loopback sockets."""
+guard: over real loopback sockets, and one agent's page in a real headless Chromium."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from prometheus_client import generate_latest
 from appliance.sinks.dashboard import DashboardServer, read_json
 from appliance.sinks.dashboard.views import Client, Views
 from tests.test_dashboard import (
+    BROWSER_DIR,
     Sse,
+    _browser_ready,
     cue,
     get,
     post,
@@ -269,3 +271,51 @@ def test_stop_with_a_websocket_open_ends_it() -> None:
                                 aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR)
             await ws.close()
     run(main())
+
+
+# -- one agent's page in a real browser -----------------------------------------------------
+@pytest.mark.skipif(_browser_ready() is not None, reason=str(_browser_ready()))
+def test_an_agents_page_shows_only_that_agents_events() -> None:
+    holds: list[tuple[str, str]] = []
+
+    async def main() -> list[dict[str, Any]]:
+        srv = DashboardServer("127.0.0.1", 0, on_agent_hold=lambda a, m: holds.append((a, m)))
+        await srv.start()
+        proc = await asyncio.create_subprocess_exec(
+            "node", str(BROWSER_DIR / "agent.mjs"), f"http://127.0.0.1:{srv.port}/agent/a-7",
+            cwd=BROWSER_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        steps: list[dict[str, Any]] = []
+
+        async def step(name: str) -> None:
+            assert proc.stdout is not None and proc.stderr is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            if not line:
+                err = (await proc.stderr.read()).decode(errors="replace")
+                raise AssertionError(f"browser script ended before {name}: {err[-2000:]}")
+            steps.append(json.loads(line))
+            assert steps[-1]["step"] == name, steps[-1]
+
+        try:
+            await step("loaded")
+            # another agent's and the desk's first: on a wrong stream they would show first
+            srv.publish(cue("speaking_rate", "for b-2 only"), "b-2")
+            srv.publish(cue("speaking_rate", "for the desk only"))
+            srv.publish(cue("speaking_rate", "for a-7 only"), "a-7")
+            await step("cues")
+            await step("held")
+            assert await asyncio.wait_for(proc.wait(), 30) == 0
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            await srv.stop()
+        return steps
+
+    loaded, cues, held = run(main())
+    assert loaded["title"] == "Call coach · a-7"
+    assert len(cues["cues"]) == 1 and "for a-7 only" in cues["cues"][0], cues
+    assert holds == [("a-7", "hold_start")]
+    assert "GET /agent/a-7/events" in held["requests"]
+    assert "POST /agent/a-7/hold" in held["requests"]
+    assert held["consoleErrors"] == []
+    assert not [r for r in held["requests"] if r.split()[1] in ("/events", "/hold")]
