@@ -379,6 +379,9 @@ def test_bad_requests_are_refused_and_the_server_lives_on() -> None:
             (b"POST /hold HTTP/1.1\r\n" + host + b"Content-Length: 1\r\nTransfer-Encoding: "
              b"chunked\r\n\r\n{", 400),
             (b"DELETE / HTTP/1.1\r\n" + host + b"\r\n", 405),
+            (b"GET / HTTP/1.1\r\n" + host + b"Host: evil.example\r\n\r\n", 400),
+            (b"GET / HTTP/1.1\r\n" + host + b"Authorization: Bearer a\r\n"
+             b"Authorization: Bearer b\r\n\r\n", 400),
             # the head: one field beyond max_head, too many fields (aiohttp's parser), or
             # fields each within bounds that add up to more than max_head (the guard)
             (b"GET / HTTP/1.1\r\n" + host + b"X: " + b"a" * 10_000 + b"\r\n\r\n", 400),

@@ -75,6 +75,8 @@ class Access:
         """Raise the refusal (401, 421, 403); return a ``Set-Cookie`` value when a browser
         brought the token in the URL ("" otherwise)."""
         cookie = ""
+        if len(request.headers.getall(hdrs.AUTHORIZATION, ())) > 1:  # which one would count?
+            raise web.HTTPBadRequest(text="duplicate authorization header\n")
         if self._token:
             given, by_query = _given_token(request)
             if not hmac.compare_digest(given, self._token):
