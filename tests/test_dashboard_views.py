@@ -149,6 +149,22 @@ def test_views_are_bounded_and_an_idle_one_goes_first() -> None:
     assert got["appliance_dashboard_published_total"] == 2
 
 
+def test_no_room_for_another_agent_when_every_view_has_a_page() -> None:
+    async def t(srv: DashboardServer) -> None:
+        page = await Sse.open(srv.port, "/agent/a-7/events")
+        assert page.status == 200 and srv.views == 1
+        other = await Sse.open(srv.port, "/agent/b-2/events")
+        assert other.status == 503 and "agents' pages" in await other.resp.text()
+        await other.close()
+        srv.publish(cue("speaking_rate", "for b-2"), "b-2")  # nowhere to keep it: counted
+        assert srv.dropped == 1 and srv.published == 0 and srv.views == 1
+        await page.close()
+        await until(lambda: srv.clients == 0, "the page let go")
+        srv.publish(cue("speaking_rate", "for b-2"), "b-2")  # a-7's view is idle now: evicted
+        assert srv.views == 1 and srv.views_evicted == 1 and srv.published == 1
+    with_server(t, max_views=1)
+
+
 def test_pages_over_every_view_are_bounded() -> None:
     async def t(srv: DashboardServer) -> None:
         pages = [await Sse.open(srv.port), await Sse.open(srv.port, "/agent/a-7/events")]
