@@ -2,10 +2,11 @@
 the property it must keep.
 
 The property is the same everywhere: a result, or a clean refusal (an ``ApplianceError``; for
-HTTP an ``HttpError`` with a 4xx status, or 501 for a feature the server does not have) —
-never another exception, and never more memory than :data:`MEMORY_BUDGET_BYTES` beyond what
-the process held before (:func:`memory_budget` lowers the address-space limit while a target
-runs, so an allocation that the input merely declares fails as ``MemoryError``).
+HTTP, answers below 500 from the dashboard server's own protocol, which then answers the
+next client) — never another exception, and never more memory than
+:data:`MEMORY_BUDGET_BYTES` beyond what the process held before (:func:`memory_budget`
+lowers the address-space limit while a target runs, so an allocation that the input merely
+declares fails as ``MemoryError``).
 
 Used by ``tests/test_fuzz.py`` (a seeded, bounded run in CI) and ``benchmarks/fuzz.py`` (a
 longer run that reports how many cases were tried).  A new parser (packet, frame) adds a
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import http.client
 import io
 import json
+import logging
 import math
 import resource
 import struct
@@ -38,7 +41,6 @@ from appliance.config import Config, load_config
 from appliance.config_env import ENV_OVERRIDES
 from appliance.engine.marks import parse_marks
 from appliance.errors import ApplianceError
-from appliance.sinks.dashboard.http import HttpError, read_request
 from appliance.sinks.dashboard.server import DashboardServer
 
 MEMORY_BUDGET_BYTES = 512 << 20
@@ -312,15 +314,20 @@ def _all_finite(obj: Any, where: str) -> None:
 _METHODS = st.sampled_from(["GET", "POST"] * 6 + ["PUT", "HEAD", "get", "", "G\0T", "POST "])
 _PATHS = st.one_of(st.sampled_from(["/", "/hold", "/end", "/healthz", "/metrics", "/events",
                                     "/static/app.js", "/static/../x", "/%ff", "/%",
-                                    "/?token=t0ken", "/hold?token=t0ken", "*", ""]),
-                   st.sampled_from(["/hold", "/end", "/healthz"]),
+                                    "/?token=t0ken", "/hold?token=t0ken", "*", "",
+                                    "/agent/a-7", "/agent/a-7/events", "/agent/..",
+                                    "/agent/" + "x" * 65, "/agent/a%2F7/hold"]),
+                   st.sampled_from(["/hold", "/end", "/healthz", "/agent/a-7/hold",
+                                    "/agent/b@pbx/end"]),
                    st.text(max_size=30).map(lambda s: "/" + s))
 _HEADER_NAMES = st.sampled_from(["Host", "Content-Length", "Content-Type", "Origin",
-                                 "Authorization", "Cookie", "Transfer-Encoding", "X-Any"])
+                                 "Authorization", "Cookie", "Transfer-Encoding", "X-Any",
+                                 "Upgrade", "Connection", "Accept"])
 _HEADER_VALUES = st.one_of(
     st.sampled_from(["127.0.0.1:8765", "localhost", "evil.example", "²", "١٢", "-1", "+3",
                      " 3", "99999999999999", "0", "application/json", "text/plain",
-                     "Bearer t0ken", "bearer wrong", "appliance_token=t0ken", "chunked",
+                     "Bearer t0ken", "bearer wrong", "appliance_dashboard=t0ken", "chunked",
+                     "Basic YWdlbnQ6dDBrZW4=", "Basic !!", "websocket", "Upgrade",
                      "http://127.0.0.1:8765", "null", "3"]),
     st.text(max_size=20))
 _LENGTHS = st.one_of(
@@ -354,7 +361,7 @@ def _request(draw: st.DrawFn) -> bytes:
         headers.pop("Content-Length", None)
     else:
         headers["Content-Length"] = draw(_LENGTHS)
-    if draw(st.booleans()):
+    if draw(st.integers(0, 3)):  # mostly: HTTP/1.1 requires a Host, the keys want JSON
         headers.setdefault("Host", "127.0.0.1:8765")
         headers.setdefault("Content-Type", "application/json")
     lines = [f"{k}: {v}" for k, v in headers.items()]
@@ -366,42 +373,194 @@ def _request(draw: st.DrawFn) -> bytes:
     return head.encode("utf-8", "surrogatepass") + body
 
 
-HTTP_BYTES = st.one_of(_request(), st.binary(max_size=300),
+_ROUTES = st.sampled_from(["/", "/index.html", "/static/app.js", "/static/nope.css", "/hold",
+                           "/end", "/healthz", "/metrics", "/events", "/agent/a-7",
+                           "/agent/a-7/hold", "/agent/b@pbx.example/end", "/agent/a-7/events",
+                           "/hold?token=t0ken", "/nothing"])
+_CREDENTIALS = st.sampled_from([{"Authorization": "Bearer t0ken"},
+                                {"Authorization": "Basic YWdlbnQ6dDBrZW4="},
+                                {"Cookie": "appliance_dashboard=t0ken"}, {}])
+
+
+@st.composite
+def _routed(draw: st.DrawFn) -> bytes:
+    """A well-formed request to a route (a Host, mostly the right credentials, a body sent
+    whole, chunked or not at all): the cases that reach the guard and the handlers."""
+    method = draw(st.sampled_from(["GET", "POST", "POST", "POST", "PUT", "HEAD"]))
+    path = draw(st.one_of(_ROUTES, _ROUTES, _ROUTES, _PATHS))
+    headers = {"Host": draw(st.sampled_from(["127.0.0.1:8765"] * 4 + ["evil.example"]))}
+    headers.update(draw(_CREDENTIALS))
+    headers.update(draw(st.dictionaries(st.sampled_from(["Origin", "Accept", "Upgrade"]),
+                                        _HEADER_VALUES, max_size=1)))
+    body = draw(_BODIES)
+    if method in ("POST", "PUT"):
+        headers["Content-Type"] = draw(st.sampled_from(
+            ["application/json", "application/json", "text/plain"]))
+        if draw(st.booleans()):
+            headers["Content-Length"] = str(len(body))
+        else:
+            headers["Transfer-Encoding"] = "chunked"
+            body = f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n"
+    else:
+        body = b""
+    head = f"{method} {path} HTTP/1.1\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+    return head.encode("utf-8", "surrogatepass") + body
+
+
+HTTP_BYTES = st.one_of(_routed(), _request(), st.binary(max_size=300),
                        st.integers(1, 20_000).map(lambda n: b"GET /" + b"a" * n + b" HTTP/1.1"))
 
 
 def _server(token: str) -> DashboardServer:
     return DashboardServer("127.0.0.1", 8765, token=token, on_hold=lambda event: None,
-                           on_end_call=lambda: None, health=lambda: {"healthy": True})
+                           on_end_call=lambda: None, on_agent_hold=lambda agent, event: None,
+                           on_agent_end=lambda agent: None, health=lambda: {"healthy": True})
 
 
-_SERVERS = {"": _server(""), "t0ken": _server("t0ken")}
+class _Wire(asyncio.Transport):
+    """The server's end of one connection, in memory: what the server writes is kept."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        self.out += data
+
+    def writelines(self, chunks: Any) -> None:
+        for chunk in chunks:
+            self.out += chunk
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 40000), "sockname": ("127.0.0.1", 8765)}.get(
+            name, default)
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def is_reading(self) -> bool:
+        return not self.closed
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+_QUIET_TURNS = 16
+"""Event-loop turns without a byte written after which the server is taken to wait for more
+input (a handler with its whole request answers within a few turns; counted in turns, never
+in seconds, so a slow machine cannot change a case's outcome)."""
+
+
+class _Rig:
+    """One event loop and the dashboard's real protocol (aiohttp's request parser, the
+    server's guard and routes) for a server without and one with a token; a case's bytes
+    are fed to a fresh connection of it, as a socket would, and what it answers is kept."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.problems: list[str] = []
+        self.loop.set_exception_handler(
+            lambda loop, ctx: self.problems.append(str(ctx.get("message"))))
+        self.runners = {t: _server(t).make_runner() for t in ("", "t0ken")}
+        for runner in self.runners.values():
+            self.loop.run_until_complete(runner.setup())
+        logging.getLogger("appliance.sinks.dashboard").addHandler(self._Errors(self.problems))
+
+    class _Errors(logging.Handler):
+        def __init__(self, problems: list[str]) -> None:
+            super().__init__(logging.ERROR)
+            self.problems = problems
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.problems.append(record.getMessage())
+
+    def exchange(self, token: str, data: bytes) -> bytes:
+        return self.loop.run_until_complete(self._exchange(token, data))
+
+    async def _exchange(self, token: str, data: bytes) -> bytes:
+        server = self.runners[token].server
+        assert server is not None
+        proto = server()
+        wire = _Wire()
+        proto.connection_made(wire)
+        proto.data_received(data)
+        quiet, written = 0, 0
+        while quiet < _QUIET_TURNS and not wire.closed:
+            await asyncio.sleep(0)
+            quiet = 0 if len(wire.out) != written else quiet + 1
+            written = len(wire.out)
+        proto.connection_lost(None)  # the client goes: a handler still waiting is cancelled
+        for _ in range(10):
+            await asyncio.sleep(0)
+        return bytes(wire.out)
+
+
+_RIG: list[_Rig] = []
+_HEALTH = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:8765\r\nAuthorization: Bearer t0ken\r\n\r\n"
+
+
+def _statuses(out: bytes) -> list[int]:
+    """The status of every response in ``out`` (the standard library's response reader;
+    a stream cut by the client's leaving ends the list)."""
+    statuses: list[int] = []
+
+    class _Stream(io.BytesIO):
+        def close(self) -> None:  # each response's reader closes it when its body is read
+            pass
+
+    stream = _Stream(out)
+
+    class _Sock:
+        def makefile(self, *args: Any, **kwargs: Any) -> io.BytesIO:
+            return stream
+
+    while stream.tell() < len(out):
+        resp = http.client.HTTPResponse(_Sock())  # type: ignore[arg-type]
+        try:
+            resp.begin()
+        except (http.client.HTTPException, ValueError) as exc:
+            raise PropertyBroken(f"not an HTTP response: {out[:60]!r}") from exc
+        statuses.append(resp.status)
+        try:
+            resp.read()
+        except http.client.IncompleteRead:
+            break
+        if resp.will_close:
+            break
+    return statuses
 
 
 def http_target(case: tuple[bytes, str]) -> None:
-    """Raw bytes on a dashboard connection: the request reader, then the token and origin
-    checks and the routes of the control endpoints (hold, end, health, metrics, static)."""
+    """Raw bytes on a dashboard connection, through the server's own protocol: aiohttp's
+    request parser, the guard (token, Host and Origin checks, head bound) and every route
+    (the page, static files, hold and end — the desk's and an agent's —, health, metrics,
+    the streams).  Every answer is below 500, and the server answers the next client."""
     data, token = case
-
-    async def parse() -> Any:
-        reader = asyncio.StreamReader(limit=8192)
-        reader.feed_data(data)
-        reader.feed_eof()
-        return await read_request(reader, max_body=1024, timeout_s=5.0)
-
-    try:
-        req = asyncio.run(parse())
-        if req is None or (req.path == "/events" and req.method == "GET"):
-            return
-        server = _SERVERS[token]
-        server._check_access(req)
-        out = server._route(req)
-    except HttpError as err:
-        if not (400 <= err.status < 500 or err.status == 501):
-            raise PropertyBroken(f"HTTP {err.status} ({err.reason})") from err
-        return
-    if not out.startswith(b"HTTP/1.1 ") or out[9:12] in (b"500", b"503"):
-        raise PropertyBroken(f"unexpected response {out[:40]!r}")
+    if not _RIG:
+        _RIG.append(_Rig())
+    rig = _RIG[0]
+    rig.problems.clear()
+    statuses = _statuses(rig.exchange(token, data))
+    if rig.problems:
+        raise PropertyBroken(f"the server logged: {rig.problems[:3]}")
+    if any(s >= 500 for s in statuses):
+        raise PropertyBroken(f"HTTP {statuses} for {data[:60]!r}")
+    if _statuses(rig.exchange("t0ken", _HEALTH)) != [200]:
+        raise PropertyBroken(f"the server no longer answers after {data[:60]!r}")
 
 
 @dataclass(frozen=True, slots=True)

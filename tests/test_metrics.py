@@ -119,7 +119,8 @@ def test_the_dashboard_figures() -> None:
     srv.dropped = 3
     assert samples(generate_latest(srv.registry).decode()) == {
         "appliance_dashboard_clients": 0, "appliance_dashboard_dropped_total": 3,
-        "appliance_dashboard_published_total": 1}
+        "appliance_dashboard_published_total": 1, "appliance_dashboard_views": 0,
+        "appliance_dashboard_views_evicted_total": 0}
 
 
 def test_each_server_has_its_own_registry() -> None:

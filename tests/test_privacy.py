@@ -690,15 +690,25 @@ NETWORK_MODULES = frozenset({
 CLIENT_CALLS = frozenset({
     "open_connection", "open_unix_connection", "create_connection", "create_datagram_endpoint",
     "sock_connect", "getaddrinfo", "gethostbyname", "gethostbyname_ex", "urlopen",
-    "urlretrieve", "download_model", "get_model_by_name", "get_model_by_lang"})
+    "urlretrieve", "download_model", "get_model_by_name", "get_model_by_lang",
+    "ClientSession", "ws_connect", "TCPConnector"})
 LISTEN_CALLS = frozenset({"start_server", "create_server", "start_unix_server",
-                          "create_unix_server"})
+                          "create_unix_server", "TCPSite", "SockSite", "UnixSite", "run_app"})
 LISTEN_ALLOWED = ("appliance/sinks/dashboard/",)
 REVIEWED: dict[str, tuple[frozenset[str], str]] = {
     "appliance/service/notify.py": (
         frozenset({"imports socket"}),
         "sd_notify: one AF_UNIX datagram to systemd's NOTIFY_SOCKET (other families are "
         "still reported)"),
+    "appliance/sinks/dashboard/server.py": (
+        frozenset({"imports aiohttp"}),
+        "the dashboard's server is aiohttp.web: it listens (TCPSite, allowed in the dashboard "
+        "only) and never connects; an aiohttp client (ClientSession, ws_connect, "
+        "TCPConnector) would still be reported"),
+    "appliance/sinks/dashboard/access.py": (
+        frozenset({"imports aiohttp"}),
+        "aiohttp.web's requests and HTTP errors for the dashboard's access checks and body "
+        "readers; no client (a client call would still be reported)"),
     "appliance/doctor/dashboard_check.py": (
         frozenset({"imports socket", "calls getaddrinfo()",
                    "creates a socket that is not AF_UNIX"}),
@@ -777,6 +787,17 @@ def test_network_scan_catches_network_code() -> None:
         "calls open_connection()", "listens with start_server() outside the dashboard",
         "vosk.Model without a local path (Vosk downloads the model then)",
         "imports http.client", "creates a socket that is not AF_UNIX"]
+    # aiohttp: its server listens only in the dashboard, its client is caught everywhere
+    aio = ("from aiohttp import web\nimport aiohttp\n"
+           "async def f(runner):\n    await web.TCPSite(runner, '127.0.0.1', 0).start()\n"
+           "    async with aiohttp.ClientSession() as s:\n        await s.ws_connect('u')\n")
+    assert [f.split(": ", 1)[1] for f in network_uses(aio, "appliance/audio/x.py")] == [
+        "imports aiohttp", "imports aiohttp",
+        "listens with TCPSite() outside the dashboard", "calls ClientSession()",
+        "calls ws_connect()"]
+    assert [f.split(": ", 1)[1] for f in network_uses(
+        aio, "appliance/sinks/dashboard/server.py")] == ["calls ClientSession()",
+                                                        "calls ws_connect()"]
     # a reviewed module is still held to the rest
     assert [f.split(": ", 1)[1] for f in network_uses(bad, "appliance/service/notify.py")] \
         == ["imports urllib.request", "imports requests", "calls open_connection()",

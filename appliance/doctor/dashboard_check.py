@@ -11,10 +11,9 @@ import contextlib
 import errno
 import socket
 
-from appliance.config import DashboardConfig
+from appliance.config import DashboardConfig, is_loopback
 from appliance.doctor.check import Check, fail, ok, warn
 from appliance.doctor.port_owner import port_owners
-from appliance.sinks.dashboard.http import is_loopback
 
 NAME = "dashboard"
 _WILDCARD = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "::1"}

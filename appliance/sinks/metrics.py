@@ -161,7 +161,11 @@ class RunnerCollector(Collector):
 DASHBOARD_CLIENTS = _g("appliance_dashboard_clients", "Connected dashboard pages.")
 DASHBOARD_DROPPED = _c("appliance_dashboard_dropped_total", "Events dropped for slow pages.")
 DASHBOARD_PUBLISHED = _c("appliance_dashboard_published_total", "Events published to pages.")
-DASHBOARD_FIGURES = (DASHBOARD_CLIENTS, DASHBOARD_DROPPED, DASHBOARD_PUBLISHED)
+DASHBOARD_VIEWS = _g("appliance_dashboard_views", "Agents' views held (per-agent pages).")
+DASHBOARD_VIEWS_EVICTED = _c("appliance_dashboard_views_evicted_total",
+                             "Agents' views evicted, idle and without a page, to make room.")
+DASHBOARD_FIGURES = (DASHBOARD_CLIENTS, DASHBOARD_DROPPED, DASHBOARD_PUBLISHED,
+                     DASHBOARD_VIEWS, DASHBOARD_VIEWS_EVICTED)
 
 
 class Dashboard(Protocol):
@@ -175,6 +179,12 @@ class Dashboard(Protocol):
 
     @property
     def published(self) -> int: ...
+
+    @property
+    def views(self) -> int: ...
+
+    @property
+    def views_evicted(self) -> int: ...
 
 
 class DashboardCollector(Collector):
@@ -191,6 +201,8 @@ class DashboardCollector(Collector):
         yield DASHBOARD_CLIENTS.value(s.clients)
         yield DASHBOARD_DROPPED.value(s.dropped)
         yield DASHBOARD_PUBLISHED.value(s.published)
+        yield DASHBOARD_VIEWS.value(s.views)
+        yield DASHBOARD_VIEWS_EVICTED.value(s.views_evicted)
 
 
 # -- analysis workers -------------------------------------------------------------------------

@@ -5,7 +5,18 @@
   const $ = (id) => document.getElementById(id);
   const params = new URLSearchParams(window.location.search);
   const token = params.get("token") || "";
-  const withToken = (path) => (token ? path + "?token=" + encodeURIComponent(token) : path);
+  // the desk's page is served at "/", an agent's at "/agent/<id>": so are its stream and keys
+  const agentPath = window.location.pathname.match(/^\/agent\/([^/]+)$/);
+  let agent = null;
+  if (agentPath) {
+    try { agent = decodeURIComponent(agentPath[1]); } catch (_) { agent = agentPath[1]; }
+  }
+  const base = agent === null ? "" : "/agent/" + encodeURIComponent(agent);
+  const withToken = (path) => {
+    path = base + path;
+    return token ? path + "?token=" + encodeURIComponent(token) : path;
+  };
+  if (agent !== null) document.title = "Call coach · " + agent;
 
   const FLASH_MS = 3000;
   const MAX_CUES = 5;
