@@ -705,6 +705,11 @@ REVIEWED: dict[str, tuple[frozenset[str], str]] = {
         "`appliance doctor` tries a bind (never a connect) of the configured dashboard "
         "address, an address of this machine (a name in [dashboard] host is looked up "
         "passively); who holds a taken port is read from /proc"),
+    "appliance/audio/pbx/audiosocket_listener.py": (
+        frozenset({"listens with start_server() outside the dashboard"}),
+        "the PBX tap's own AudioSocket server (Asterisk connects to the box, never the "
+        "reverse): bound to [tap.audiosocket] host, 127.0.0.1 by default, beyond loopback only "
+        "with [tap.audiosocket] allow, checked at accept; it only reads from its peers"),
 }
 """Modules allowed some local network code after review: which findings, and why."""
 
