@@ -34,7 +34,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
                "test_quality", "test_quality_real", "test_session"),
     "e2e": ("test_asr", "test_asr_cli", "test_cli", "test_dashboard", "test_health",
             "test_live", "test_models", "test_retention", "test_service_run", "test_shards",
-            "test_summaries_cli", "test_tap", "test_audiosocket_listener"),
+            "test_summaries_cli", "test_tap", "test_audiosocket_listener",
+            "test_rtp_listener"),
     "system": ("test_capture", "test_dashboard_e2e", "test_doctor", "test_install_service",
                "test_privacy", "test_service_unit"),
 }

@@ -710,6 +710,11 @@ REVIEWED: dict[str, tuple[frozenset[str], str]] = {
         "the PBX tap's own AudioSocket server (Asterisk connects to the box, never the "
         "reverse): bound to [tap.audiosocket] host, 127.0.0.1 by default, beyond loopback only "
         "with [tap.audiosocket] allow, checked at accept; it only reads from its peers"),
+    "appliance/audio/rtp/listener.py": (
+        frozenset({"calls create_datagram_endpoint()"}),
+        "the PBX tap's own RTP receiver: local_addr only (no remote_addr, nothing is ever "
+        "sent), bound to [tap.rtp] host, 127.0.0.1 by default, beyond loopback only with "
+        "[tap.rtp] allow; datagrams of other peers are dropped and counted"),
 }
 """Modules allowed some local network code after review: which findings, and why."""
 
