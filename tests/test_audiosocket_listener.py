@@ -27,6 +27,7 @@ from appliance.audio.pbx.audiosocket import (
 from appliance.audio.pbx.audiosocket_listener import AudioSocketListener
 from appliance.audio.tap import TapCalls
 from appliance.config.tap import TapAudioSocketConfig
+from appliance.errors import ApplianceError
 from appliance.stream.shards import ShardPool
 from tests.conftest import VirtualClock
 from tests.pbxsend import CFG, FakePool, compare, cues, demo_legs_8k, event, reference
@@ -313,3 +314,32 @@ def test_the_first_legs_audio_waits_for_its_partner(virtual_clock: VirtualClock)
 
     assert level(agent, 0.1, 1.9) > 2000
     assert level(customer, 0.0, 0.95) == 0 and level(customer, 1.05, 1.9) > 2000
+
+
+def test_a_taken_port_is_a_clean_refusal_and_stop_ends_the_calls() -> None:
+    """On the monotonic clock with its ticker (as the service runs it): a port that is
+    taken is ``tap.bind_failed``; stopping the listener closes every connection, so their
+    calls end."""
+    pool = FakePool()
+    call_id, a_uuid, c_uuid = uuids()
+
+    async def go() -> tuple[bool, bool]:
+        tap = TapCalls(pool)
+        listener = AudioSocketListener(tap, TapAudioSocketConfig(enabled=True, port=0))
+        await listener.start()
+        clash = AudioSocketListener(tap, TapAudioSocketConfig(enabled=True,
+                                                              port=listener.port or 0))
+        with pytest.raises(ApplianceError) as refused:
+            await clash.start()
+        assert refused.value.code == "tap.bind_failed"
+        a = await Client.connect(listener.port or 0, a_uuid)
+        c = await Client.connect(listener.port or 0, c_uuid)
+        await until(lambda: tap.is_open(call_id))
+        running = listener.running
+        await listener.stop()
+        assert await a.closed_by_box() and await c.closed_by_box()
+        return running, listener.running
+
+    running, after = asyncio.run(go())
+    assert running and not after
+    assert pool.ended == [(call_id, "source_closed")]

@@ -22,6 +22,7 @@ from appliance.audio.rtp.listener import RtpListener
 from appliance.audio.rtp.packet import build
 from appliance.audio.tap import TapCalls
 from appliance.config.tap import TapRtpConfig, TapRtpStream
+from appliance.errors import ApplianceError
 from appliance.stream.shards import ShardPool
 from tests.conftest import VirtualClock
 from tests.pbxsend import (
@@ -91,8 +92,8 @@ def impair(packets: list[bytes], rng: np.random.Generator,
 
 
 def rtp_config(**kw: Any) -> TapRtpConfig:
-    return TapRtpConfig(enabled=True, ports=["40000"], jitter_s=0.06, stream_timeout_s=5.0,
-                        **kw)
+    return TapRtpConfig(**{"enabled": True, "ports": ["40000"], "jitter_s": 0.06,
+                           "stream_timeout_s": 5.0, **kw})
 
 
 async def taken(listener: RtpListener, count: int) -> None:
@@ -306,3 +307,37 @@ def test_a_leg_at_another_rate_and_a_stream_that_goes_quiet(
     assert len(blocks) * 512 == pytest.approx(16000 * 4, abs=2048)
     cust = np.concatenate([b.customer for b in blocks]).astype(float)
     assert np.sqrt(np.mean(cust[8000:40000] ** 2)) > 1000  # the resampled tone came
+
+
+def test_the_listener_on_its_own_clock_and_ticker_and_a_taken_port() -> None:
+    """With its ticker and the monotonic clock (as the service runs it) a burst of 1 s of
+    packets plays out at its timestamps and reaches the tap; a port that is taken is a
+    clean ``tap.bind_failed`` and leaves no port bound."""
+    pool = FakePool()
+    tone = (3000 * np.sin(np.arange(16000 * 2) * 0.05)).astype(np.int16)
+
+    async def go() -> tuple[bool, bool]:
+        tap = TapCalls(pool)
+        listener = RtpListener(tap, rtp_config(codecs=["96 L16/16000"],
+                                               stream_timeout_s=0.5), ports=[0])
+        await listener.start()
+        listener.expect("tick-1", "agent", port=listener.ports[0])
+        sender = Sender()
+        for k in range(50):
+            sender.send(l16(tone, k, 9), listener.ports[0])
+        await until(lambda: not tap.is_open("tick-1") and listener.stats()["calls"] == 1,
+                    "played out and ended by the ticker")
+        running = listener.running
+        taken_port = listener.ports[0]
+        other = RtpListener(tap, rtp_config(), ports=[0, taken_port])
+        with pytest.raises(ApplianceError) as refused:
+            await other.start()
+        assert refused.value.code == "tap.bind_failed"
+        await listener.stop()
+        sender.close()
+        return running, listener.running or other.running
+
+    running, after = asyncio.run(go())
+    assert running and not after
+    assert pool.ended == [("tick-1", "source_closed")]
+    assert pool.samples["tick-1"] == pytest.approx(16000, abs=512)
