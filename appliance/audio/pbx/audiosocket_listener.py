@@ -23,11 +23,12 @@ customer's, each announcing its UUID first.  Per connection:
 4. **Audio** (8 kHz, 16-bit) goes to ``tap.audio`` for the connection's leg; DTMF is
    ignored (``dtmf``); an error message (0xff) is logged (``errors``); unknown message types
    are skipped (``unknown``).
-5. **End.**  A hang-up message (0x00) is the PBX saying this leg hung up: ``tap.hung_up``
-   then ``tap.leg_ended``.  A connection that closes without one (or breaks the framing:
-   ``malformed``, that connection only, logged with the reason) is ``tap.leg_ended``.  The
-   call ends when both legs have ended.  A connection whose call was ended elsewhere (the
-   control API, the tap's idle timeout) is closed.
+5. **End.**  A connection that closes (or breaks the framing: ``malformed``, that
+   connection only, logged with the reason) is ``tap.leg_ended``; the call ends when both
+   legs have ended.  A hang-up message (0x00) is the client saying this leg's party hung
+   up: ``tap.hung_up`` then ``tap.leg_ended`` (Asterisk itself never sends one: it closes
+   the socket when the channel hangs up).  A connection whose call was ended elsewhere
+   (the control API, the tap's idle timeout) is closed.
 
 No clock is read but ``clock`` (monotonic seconds, injectable); :meth:`tick` (run every
 ``tick_s`` by :meth:`start`, or by the caller) expires what waited too long.  Reading only
