@@ -25,6 +25,7 @@ from appliance.audio.pbx.audiosocket import (
     encode_message,
 )
 from appliance.audio.pbx.audiosocket_listener import AudioSocketListener
+from appliance.audio.pbx.errors import PbxProtocolError
 from appliance.audio.tap import TapCalls
 from appliance.config.tap import TapAudioSocketConfig
 from appliance.errors import ApplianceError
@@ -163,7 +164,7 @@ def test_a_vanished_client_a_malformed_frame_and_an_idle_call_end_their_calls(
     lines: list[dict[str, Any]] = []
     clock = virtual_clock
     call_1, a1, c1 = uuids()
-    a2, c2 = str(uuidlib.uuid4()), str(uuidlib.uuid4())
+    a2, c2 = (str(uuidlib.uuid4())[:-1] + d for d in "12")  # outside the convention
 
     async def go() -> tuple[dict[str, float], TapCalls]:
         pool = ShardPool(CFG, lambda ev: lines.append(ev.to_json()), processes=1)
@@ -194,6 +195,8 @@ def test_a_vanished_client_a_malformed_frame_and_an_idle_call_end_their_calls(
         listener.tick(clock.t + 3.0)
         assert await a.closed_by_box() and await c.closed_by_box()
         await until(lambda: listener.stats()["open"] == 0)
+        with pytest.raises(PbxProtocolError):  # the registration went with the call
+            listener.pairer.leg_of(a2)
         await until(lambda: sum(e["kind"] == "call_ended" for e in lines) == 2, hang_s=120)
         await listener.stop()
         await pool.stop()

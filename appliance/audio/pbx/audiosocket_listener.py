@@ -350,5 +350,8 @@ class AudioSocketListener:
             self._n["dropped_s"] += conn.held_samples / SAMPLE_RATE_HZ
             conn.held, conn.held_samples = [], 0
         self._leg_over(conn)
+        if conn.call_id is not None and not any(c.call_id == conn.call_id
+                                                for c in self._conns):
+            self.pairer.forget(conn.call_id)  # the call's registration is spent
         conn.writer.close()
         log.info("AudioSocket %s (%s) closed: %s", conn.uuid or "-", conn.peer, conn.closing)
