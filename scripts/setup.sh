@@ -23,23 +23,28 @@ done
 # prompts recommend Asterisk itself).
 voices=(asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 asterisk-core-sounds-it-g722
         asterisk-prompt-fr-armelle pocketsphinx-testdata alsa-utils)
-missing_voices=()
-for p in "${voices[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing_voices+=("$p")
+# GStreamer, for the RTP interop test only (tests/test_gst_interop.py sends the demo call
+# into the RTP listener as µ-law and A-law with gst-launch-1.0, and skips without it): the
+# tools and the base and good plugins, also without recommends.  The demo and the box itself
+# never use GStreamer.
+gst=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
+missing_norecs=()
+for p in "${voices[@]}" "${gst[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing_norecs+=("$p")
 done
-if [ ${#missing[@]} -gt 0 ] || [ ${#missing_voices[@]} -gt 0 ]; then
+if [ ${#missing[@]} -gt 0 ] || [ ${#missing_norecs[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
-    echo "setup: please install these Debian packages: ${missing[*]} ${missing_voices[*]}" >&2
+    echo "setup: please install these Debian packages: ${missing[*]} ${missing_norecs[*]}" >&2
     exit 1
   fi
-  echo "setup: installing ${missing[*]} ${missing_voices[*]}" >&2
+  echo "setup: installing ${missing[*]} ${missing_norecs[*]}" >&2
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -qq
   if [ ${#missing[@]} -gt 0 ]; then
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
-  if [ ${#missing_voices[@]} -gt 0 ]; then
+  if [ ${#missing_norecs[@]} -gt 0 ]; then
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      "${missing_voices[@]}" >/dev/null
+      "${missing_norecs[@]}" >/dev/null
   fi
 fi
 

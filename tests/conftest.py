@@ -36,9 +36,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
             "test_health",
             "test_live", "test_models", "test_retention", "test_service_run", "test_shards",
             "test_summaries_cli", "test_tap", "test_control_api", "test_ws_listener",
-            "test_ws_tap"),
-    "system": ("test_capture", "test_dashboard_e2e", "test_doctor", "test_install_service",
-               "test_privacy", "test_service_unit"),
+            "test_ws_tap", "test_audiosocket_listener", "test_rtp_listener"),
+    "system": ("test_capture", "test_dashboard_e2e", "test_doctor", "test_gst_interop",
+               "test_install_service", "test_privacy", "test_service_unit"),
 }
 _LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}
 

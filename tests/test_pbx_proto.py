@@ -36,6 +36,7 @@ from appliance.audio.pbx.wsfork import (
     WsForkStream,
     parse_meta,
 )
+from appliance.audio.peers import PeerFilter
 from appliance.errors import PBX_PROTOCOL, PBX_STREAM_REFUSED, ApplianceError
 
 CALL_UUID = "3f2b8c1e-7d4a-4e5b-9c6d-0a1b2c3d4e5f"
@@ -156,6 +157,20 @@ def test_the_payload_bound_is_configurable_and_checked() -> None:
 AGENT = "3f2b8c1e-7d4a-4e5b-9c6d-0a1b2c3d4e5a"
 CUSTOMER = "3f2b8c1e-7d4a-4e5b-9c6d-0a1b2c3d4e5c"
 CALL = "3f2b8c1e-7d4a-4e5b-9c6d-0a1b2c3d4e50"
+
+
+@pytest.mark.parametrize(("allow", "peer", "allowed"), [
+    ([], "127.0.0.1", True), ([], "127.9.9.9", True), ([], "::1", True),
+    ([], "::ffff:127.0.0.1", True), ([], "10.1.2.3", False), ([], "not an address", False),
+    (["10.1.2.0/24"], "10.1.2.3", True), (["10.1.2.0/24"], "::ffff:10.1.2.3", True),
+    (["10.1.2.0/24"], "10.1.3.3", False), (["10.1.2.0/24"], "127.0.0.1", False),
+    (["fd00::/8"], "fd00::7", True), (["fd00::/8"], "10.1.2.3", False),
+    (["10.1.2.3"], "fe80::1%eth0", False),
+])
+def test_the_listeners_peer_filter(allow: list[str], peer: str, allowed: bool) -> None:
+    """Loopback only without an allow-list; with one, exactly its networks (an IPv4 peer
+    seen on a dual-stack socket is checked as IPv4)."""
+    assert PeerFilter(allow).allows(peer) is allowed
 
 
 def test_the_last_digit_convention_names_call_and_leg() -> None:

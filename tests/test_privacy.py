@@ -723,6 +723,16 @@ REVIEWED: dict[str, tuple[frozenset[str], str]] = {
         frozenset({"imports aiohttp"}),
         "aiohttp.web handlers only (the control API's JSON requests in, on the dashboard's "
         "server behind its token): no client, no listening socket of its own"),
+    "appliance/audio/pbx/audiosocket_listener.py": (
+        frozenset({"listens with start_server() outside the dashboard"}),
+        "the PBX tap's own AudioSocket server (Asterisk connects to the box, never the "
+        "reverse): bound to [tap.audiosocket] host, 127.0.0.1 by default, beyond loopback only "
+        "with [tap.audiosocket] allow, checked at accept; it only reads from its peers"),
+    "appliance/audio/rtp/listener.py": (
+        frozenset({"calls create_datagram_endpoint()"}),
+        "the PBX tap's own RTP receiver: local_addr only (no remote_addr, nothing is ever "
+        "sent), bound to [tap.rtp] host, 127.0.0.1 by default, beyond loopback only with "
+        "[tap.rtp] allow; datagrams of other peers are dropped and counted"),
 }
 """Modules allowed some local network code after review: which findings, and why."""
 

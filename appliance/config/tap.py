@@ -72,6 +72,9 @@ class TapAudioSocketConfig:
     convention: bool = True
     """Pair the two sockets of a call by the UUID naming convention (last hex digit ``a`` for
     the agent's leg, ``c`` for the customer's) when the control API named neither."""
+    max_connections: int = _f(1024, 2, 20000)
+    """Open AudioSocket connections at most (two per call); one more is closed at once and
+    counted."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +107,8 @@ class TapRtpConfig:
     """Peer addresses or networks that may send; needed beyond loopback."""
     codecs: list[str] = field(default_factory=list)
     """Dynamic payload types, each ``"<pt> <codec>/<rate>"``, e.g. ``"96 L16/16000"``
-    (0 = PCMU, 8 = PCMA, 10/11 = L16 and 13 = comfort noise are built in)."""
+    (0 = PCMU, 8 = PCMA and 13 = comfort noise are built in; L16 has no static type at
+    8 or 16 kHz, so a site names the dynamic one its PBX uses)."""
     jitter_s: float = _f(0.06, 0.0, 1.0, "s")
     """How long a packet may wait for the ones before it (reordering) before the gap is
     concealed."""
