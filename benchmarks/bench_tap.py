@@ -123,7 +123,6 @@ def _config(n_calls: int, ports: int, asr: bool, models: Path | None) -> Any:
         "language": "ko" if asr else "en",
         "asr": {"enabled": asr, **({"models_dir": str(models)} if models else {})},
         "storage": {"summaries": False},
-        "dashboard": {"port": 0},
         "tap": {"enabled": True, "idle_timeout_s": 30.0,
                 "websocket": {"enabled": False},
                 "rtp": {"enabled": True, "ports": [f"{BASE_PORT}-{BASE_PORT + ports - 1}"],

@@ -170,8 +170,8 @@ class TapService:
         problems = []
         if not self.pool.healthy:
             problems.append("analysis workers failing (restarted too often)")
-        stale = (self.last_ping_s is not None
-                 and self.clock() - self.last_ping_s > PING_EVERY_S + PING_TIMEOUT_S)
+        stale = (self.last_ping_s is not None  # real time: the workers' proof of life
+                 and time.monotonic() - self.last_ping_s > PING_EVERY_S + PING_TIMEOUT_S)
         if stale:
             problems.append("analysis workers not answering")
         for name, lst in self.listeners.items():
@@ -268,7 +268,7 @@ class TapService:
             except TimeoutError:
                 log.error("analysis workers did not answer within %.0f s", PING_TIMEOUT_S)
             else:
-                self.last_ping_s = self.clock()
+                self.last_ping_s = time.monotonic()
                 self.behind_s = max(waits, default=0.0)
                 self.notifier.tick()
             self.notifier.status(self.status_line())
