@@ -61,6 +61,8 @@ def test_routes_listeners_and_mappings_load() -> None:
                           {"port": 40000, "call_id": "y"}]}}, "mapped twice"),
     ({"rtp": {"streams": [{"port": 40000, "call_id": "x", "colour": "red"}]}},
      "[tap.rtp.streams] colour"),
+    ({"rtp": {"streams": [{"port": 40000, "call_id": "x", "agent_id": "a b"}]}},
+     "[tap.rtp.streams] agent_id"),
     ({"idle_timeout_s": float("nan")}, "[tap] idle_timeout_s"),
 ])
 def test_broken_tap_settings_are_refused_naming_the_key(raw: dict, where: str) -> None:

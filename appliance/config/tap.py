@@ -230,6 +230,8 @@ def check_tap(tap: TapConfig, is_loopback: Any) -> tuple[str, str] | None:
             return ("[tap.rtp.streams] party", f"{s.party[:20]!r}: allowed agent, customer")
         if not CALL_ID.fullmatch(s.call_id):
             return ("[tap.rtp.streams] call_id", "letters, digits and ._:@- (at most 128)")
+        if s.agent_id and not AGENT_ID.fullmatch(s.agent_id):
+            return ("[tap.rtp.streams] agent_id", "letters, digits and ._@- (at most 64)")
         if s.port not in ports:
             return ("[tap.rtp.streams] port", f"{s.port} is not in [tap.rtp] ports")
         if (s.port, s.ssrc) in seen:

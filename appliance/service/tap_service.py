@@ -124,8 +124,9 @@ class TapService:
         if self.server is None or ev.kind in _NOT_PUBLISHED:
             return
         agent = self._agent(ev.call_id)
-        if agent is not None:
-            self.server.publish(ev.to_json(), agent_id=agent)
+        if agent is not None:  # ids are checked where they come in; a page never fails a call
+            with contextlib.suppress(ValueError):
+                self.server.publish(ev.to_json(), agent_id=agent)
         if isinstance(ev, Summary):
             self._ended_agents.pop(ev.call_id, None)
 
@@ -133,7 +134,8 @@ class TapService:
         self.floor.state(call_id, snapshot)
         agent = self._agents.get(call_id)
         if self.server is not None and agent is not None:
-            self.server.publish({**snapshot, "call_id": call_id}, agent_id=agent)
+            with contextlib.suppress(ValueError):
+                self.server.publish({**snapshot, "call_id": call_id}, agent_id=agent)
 
     # -- control from the agent's page ----------------------------------------------------
     def _agent_call(self, agent_id: str) -> str | None:
