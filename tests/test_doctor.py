@@ -572,3 +572,43 @@ def test_real_device_listen_shows_both_parties(tmp_path):
     rms = [float(m.group(1)) for n in levels["notes"]
            if (m := re.match(r"\w+\s+(-?\d+\.\d) dBFS rms", n))]
     assert len(rms) == 2 and all(-45 < r < -3 for r in rms), levels["notes"]
+
+
+# -- the PBX tap ----------------------------------------------------------------------------
+def test_the_tap_check_shows_each_route_and_its_channel_swap() -> None:
+    from appliance.config import config_from_dict
+    from appliance.doctor.tap_check import check_tap
+
+    off = check_tap(config_from_dict({}))
+    assert off.status == "ok" and off.detail.startswith("off")
+    cfg = config_from_dict({"tap": {
+        "enabled": True, "routes": [{"name": "fs1", "agent_channel": 1, "language": "de"}],
+        "audiosocket": {"enabled": True, "port": 0},
+        "rtp": {"enabled": True, "ports": ["47190-47191"],
+                "streams": [{"port": 47190, "call_id": "m1"}]}}})
+    c = check_tap(cfg)
+    assert c.status == "ok", c
+    text = "\n".join(c.notes)
+    assert "ws://127.0.0.1:8765/tap/ws/fs1 — agent on the right (channel 1, swapped)" in text
+    assert "ws://127.0.0.1:8765/tap/ws — agent on the left (channel 0)" in text
+    assert "language de" in text and "1 static mappings" in text
+    assert "pairing: control API or the a/c UUID convention" in text
+
+
+def test_the_tap_check_fails_on_a_taken_port_and_an_open_door() -> None:
+    import socket as so
+
+    from appliance.config import config_from_dict
+    from appliance.doctor.tap_check import check_tap
+
+    with so.socket(so.AF_INET, so.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        c = check_tap(config_from_dict({"tap": {"enabled": True,
+                                                "audiosocket": {"enabled": True,
+                                                                "port": port}}}))
+    assert c.status == "fail" and f"audiosocket port {port}" in c.detail
+    quiet = check_tap(config_from_dict({"tap": {"enabled": True,
+                                                "websocket": {"enabled": False}}}))
+    assert quiet.status == "warn" and "every listener is off" in quiet.detail

@@ -14,6 +14,7 @@ from appliance.doctor.config_check import check_config
 from appliance.doctor.dashboard_check import check_dashboard
 from appliance.doctor.model_check import check_speech_model, check_vad, installed_model
 from appliance.doctor.system import check_memory, check_service, check_state_dir
+from appliance.doctor.tap_check import check_tap
 
 DEFAULTS_NOTE = " [with default settings: the config did not load]"
 _CONFIG_FREE = frozenset({"vad", "service"})
@@ -46,6 +47,7 @@ def run_checks(opts: DoctorOptions, env: Mapping[str, str],
     later += guarded("speech model", lambda: check_speech_model(lang, opts.models_dir, cfg.asr))
     later += guarded("vad", check_vad)
     later += guarded("dashboard", lambda: check_dashboard(cfg.dashboard))
+    later += guarded("pbx tap", lambda: check_tap(cfg))
     later += guarded("state dir", lambda: check_state_dir(cfg.storage, env))
 
     def memory() -> Check:
