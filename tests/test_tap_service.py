@@ -316,3 +316,72 @@ def test_an_agent_page_holds_and_ends_its_call(tmp_path: Path) -> None:
     assert "hold_started" in kinds and "hold_ended" in kinds
     ended = next(e for e in box.of("k-1") if e["kind"] == "call_ended")
     assert ended["data"]["reason"] == "end_key"
+
+
+def test_appliance_run_tap_is_a_notify_service_that_stops_cleanly(tmp_path: Path) -> None:
+    """The real process: READY once the workers and listeners are up (STATUS names the
+    open calls and the pages' URL), WATCHDOG while the workers answer, a call streamed in,
+    SIGHUP checks the file, SIGTERM ends the open call with its summary, exit 0."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    from tests.test_service_run import _recv_until
+
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    conf = tmp_path / "appliance.toml"
+    conf.write_text("[tap]\nenabled = true\n[workers]\nprocesses = 1\n")
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE_")}
+    env.update(NOTIFY_SOCKET=str(sock_path), WATCHDOG_USEC="2000000",
+               STATE_DIRECTORY=str(state), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([sys.executable, "-m", "appliance.cli.app", "run", "--config",
+                             str(conf), "--port", "0", "--no-asr"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    got: list[str] = []
+    agent, customer = _legs_8k()
+    try:
+        ready = _recv_until(sock, "READY=1", HANG_S, got)
+        assert "PBX tap: 0 calls open" in ready and f"MAINPID={proc.pid}" in ready
+        base = re.search(r"pages (http://127\.0\.0\.1:\d+/)", ready)[1]  # type: ignore[index]
+        _recv_until(sock, "WATCHDOG=1", HANG_S, got)
+
+        async def stream() -> None:
+            async with aiohttp.ClientSession() as http:
+                ws = await http.ws_connect(base.replace("http", "ws") + "tap/ws")
+                await ws.send_str(json.dumps({"callId": "run-1", "agent_id": "a-3",
+                                              "mixType": "stereo", "sampleRate": 8000}))
+                for chunk in frames(agent[:8000 * 20], customer[:8000 * 20], 160):
+                    await ws.send_bytes(chunk)
+
+                async def opened() -> bool:
+                    async with http.get(base + "api/calls") as r:
+                        return any(c["call_id"] == "run-1" for c in (await r.json())["calls"])
+
+                for _ in range(int(HANG_S * 10)):
+                    if await opened():
+                        break
+                    await asyncio.sleep(0.1)
+                proc.send_signal(signal.SIGHUP)
+                _recv_until(sock, "RELOADING=1", HANG_S, got)
+                _recv_until(sock, "READY=1", HANG_S, got)
+                proc.send_signal(signal.SIGTERM)
+                _recv_until(sock, "STOPPING=1", HANG_S, got)
+                await ws.close()
+
+        asyncio.run(stream())
+        _, err = proc.communicate(timeout=HANG_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        sock.close()
+    assert proc.returncode == 0, err
+    assert "applies it at the next restart" in err
+    with SummaryStore.open_readonly(summaries_path(state)) as store:
+        rows = [(r["call_id"], r["agent_id"], r["source"]) for r in store.export()]
+    assert rows == [("run-1", "a-3", "websocket")]
