@@ -117,3 +117,52 @@ def test_a_leg_that_hung_up_is_silence_and_the_other_sets_the_pace():
 def test_only_telephone_rates():
     with pytest.raises(ValueError):
         LegAligner(44100)
+
+
+@pytest.mark.parametrize("burst_s", [0.5, 4.0])
+def test_a_burst_of_both_legs_in_one_turn_is_not_a_stall(burst_s):
+    """A listener whose loop was held up delivers a burst of one leg, then of the other, at
+    the same moment (one big chunk, or many 20 ms messages): nothing is filled or dropped,
+    as if they had come in step."""
+    n = int(burst_s * 8000)
+    agent = RNG.integers(-9000, 9000, 3 * n, dtype=np.int16)
+    customer = RNG.integers(-9000, 9000, 3 * n, dtype=np.int16)
+    for piece in (n, 160):
+        al = LegAligner(8000)
+        ref = LegAligner(8000)
+        out: list = []
+        for k in range(3):
+            now = 10.0 + k * burst_s  # each burst arrives at once, a burst's length apart
+            for party, leg in (("agent", agent), ("customer", customer)):
+                for i in range(k * n, (k + 1) * n, piece):
+                    out += al.push(party, leg[i:i + piece], now)
+        out += al.flush()
+        want = _feed(ref, agent, customer, [160])
+        assert al.stats() == {"agent": {"filled_s": 0.0, "late_s": 0.0},
+                              "customer": {"filled_s": 0.0, "late_s": 0.0}}
+        got_a, got_c = _join(out)
+        want_a, want_c = _join(want)
+        assert np.array_equal(got_a, want_a) and np.array_equal(got_c, want_c)
+
+
+def test_a_leg_that_stops_arriving_is_a_stall_by_the_clock():
+    """The agent's leg goes on in real time, the customer's stops: after max_skew_s of
+    arrival time (and of audio) the customer is filled; its backlog, when it comes, is
+    dropped."""
+    al = LegAligner(8000, max_skew_s=0.3)
+    x = _tone(8000 * 2, 8000)
+    now = 0.0
+    for i in range(0, 8000, 160):  # 1 s in step
+        al.push("agent", x[i:i + 160], now)
+        al.push("customer", x[i:i + 160], now)
+        now += 0.02
+    filled_at = None
+    for i in range(8000, 16000, 160):  # the customer stalls
+        al.push("agent", x[i:i + 160], now)
+        if filled_at is None and al.stats()["customer"]["filled_s"] > 0:
+            filled_at = now
+        now += 0.02
+    assert filled_at is not None and 1.3 <= filled_at <= 1.4
+    al.push("customer", x[8000:16000], now)  # the stalled leg's backlog, all at once
+    st = al.stats()["customer"]  # filled in steps once each span is 0.3 s old
+    assert 0.6 <= st["filled_s"] <= 1.0 and st["late_s"] == st["filled_s"]

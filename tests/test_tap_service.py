@@ -34,8 +34,10 @@ from tests.test_tap import _legs_8k
 from tests.waiting import until
 
 HANG_S = 180.0
-RTP_BATCH = 10
-"""RTP packets of each leg sent at once (0.2 s of audio), then the clock moves on."""
+RTP_BATCH = 25
+"""RTP packets of each leg sent at once (0.5 s of audio), then the clock moves on (the
+jitter buffers may hold [tap.rtp] max_depth_s = 5 s here: the listener's ticker may run
+late on a busy machine without a packet lost)."""
 
 
 def _ulaw(x: np.ndarray) -> bytes:
@@ -50,6 +52,19 @@ def _alaw(x: np.ndarray) -> bytes:
     return enc(x)
 
 
+def _free_udp_ports(n: int) -> list[int]:
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
+    for so in socks:
+        so.bind(("127.0.0.1", 0))
+    ports = [so.getsockname()[1] for so in socks]
+    for so in socks:
+        so.close()
+    return ports
+
+
+RTP_AGENT, RTP_CUSTOMER = _free_udp_ports(2)
+
+
 def _cfg(state: Path) -> Any:
     return config_from_dict({
         "asr": {"enabled": False},
@@ -57,8 +72,8 @@ def _cfg(state: Path) -> Any:
         "tap": {"enabled": True, "idle_timeout_s": 60.0,
                 "routes": [{"name": "fs1", "mix_type": "stereo", "sample_rate_hz": 8000}],
                 "audiosocket": {"enabled": True, "port": 0},
-                "rtp": {"enabled": True, "ports": ["47110-47111"],
-                        "stream_timeout_s": 2.0}}})
+                "rtp": {"enabled": True, "ports": [str(RTP_AGENT), str(RTP_CUSTOMER)],
+                        "stream_timeout_s": 2.0, "max_depth_s": 5.0}}})
 
 
 class Box:
@@ -100,21 +115,28 @@ async def _ws_call(http: aiohttp.ClientSession, base: str, agent: np.ndarray,
         await ws.receive()
 
 
-async def _rtp_call(clock: VirtualClock, agent: np.ndarray, customer: np.ndarray) -> None:
-    """Two RTP streams at ten times real time: the service's clock (the listener's playout
-    and timeouts) advances with what was sent, so its 20 ms ticker plays each batch out."""
+async def _rtp_call(svc: TapService, clock: VirtualClock, agent: np.ndarray,
+                    customer: np.ndarray) -> None:
+    """Two RTP streams at several times real time.  The service's clock (the listener's
+    arrival stamps, playout and timeouts) moves on by a batch's length only once the
+    listener has received the batch, as the packets' own pace would have it."""
     loop = asyncio.get_running_loop()
+    rtp = svc.listeners["rtp"]
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     sock.setblocking(False)
     a, c = _ulaw(agent), _alaw(customer)
     n = len(agent) // 160
+    sent = 0
     for k in range(n):
-        for pt, data, port, ssrc in ((0, a, 47110, 11), (8, c, 47111, 22)):
+        for pt, data, port, ssrc in ((0, a, RTP_AGENT, 11), (8, c, RTP_CUSTOMER, 22)):
             pkt = build(pt, k, k * 160, ssrc, data[k * 160:(k + 1) * 160])
             await loop.sock_sendto(sock, pkt, ("127.0.0.1", port))
+            sent += 1
         if k % RTP_BATCH == RTP_BATCH - 1:
+            await until(lambda n=sent: rtp.stats()["packets"] >= n, "the batch received",
+                        hang_s=HANG_S)
             clock.t += RTP_BATCH * 0.02
-            await asyncio.sleep(0.03)  # at least one tick of the listener per batch
+            await asyncio.sleep(0.07)  # the listener's ticker (60 ms) plays the batch out
     sock.close()
     for _ in range(40):  # the sender stopped: its streams end after stream_timeout_s
         clock.t += 0.1
@@ -162,8 +184,9 @@ def test_one_service_carries_a_call_of_every_listener(tmp_path: Path) -> None:
                 # the control API announces each call with its agent and language
                 for body in ({"call_id": "ws-1", "agent_id": "a-ws", "language": "en"},
                              {"call_id": "rtp-1", "agent_id": "a-rtp", "ring_s": 15.0,
-                              "legs": {"agent": {"rtp": {"port": 47110, "ssrc": 11}},
-                                       "customer": {"rtp": {"port": 47111, "ssrc": 22}}}},
+                              "legs": {"agent": {"rtp": {"port": RTP_AGENT, "ssrc": 11}},
+                                       "customer": {"rtp": {"port": RTP_CUSTOMER,
+                                                            "ssrc": 22}}}},
                              {"call_id": "as-1", "agent_id": "a-as", "legs": {
                                  "agent": {"audiosocket":
                                            "5a7e2d9c-0000-4000-8000-00000000000a"},
@@ -178,7 +201,7 @@ def test_one_service_carries_a_call_of_every_listener(tmp_path: Path) -> None:
                     total=None, sock_read=None))
                 await asyncio.gather(
                     _ws_call(http, base, agent, customer),
-                    _rtp_call(box.clock, agent, customer),
+                    _rtp_call(svc, box.clock, agent, customer),
                     _audiosocket_call(svc, agent, customer, hang_up=True),
                     _watch_floor(http, base, got))
                 await until(lambda: sum(e["kind"] == "summary" for e in box.events) == 3,
@@ -196,7 +219,8 @@ def test_one_service_carries_a_call_of_every_listener(tmp_path: Path) -> None:
     asyncio.run(go())
     box.archive.close()
     ref = box.cues("ws-1")
-    timed = {c: [(e["kind"], e["party"], e["t"]) for e in box.of(c)] for c in ("ws-1", "as-1")}
+    timed = {c: [(e["kind"], e["party"], e["t"]) for e in box.of(c)]
+             for c in ("ws-1", "rtp-1", "as-1")}
     assert ref and box.cues("rtp-1") == ref and box.cues("as-1") == ref, timed
     started = {e["call_id"]: e["data"] for e in box.events if e["kind"] == "call_started"}
     assert {k: (v["agent_id"], v["source"], v["language"]) for k, v in started.items()} == {

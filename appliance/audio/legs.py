@@ -15,11 +15,18 @@ backlog of a stall, which would put it ahead of the other leg), that much is dro
 lived and the cues stay close to real time; a leg that merely runs behind (it joined
 late) keeps all of its audio.  A leg that ended is silence from then on.
 
-Nothing here reads a clock: skew is measured in audio, so the aligner behaves the same
-however fast it is fed.
+Nothing here reads a clock.  A leg is behind when the other has more than ``max_skew_s``
+of audio it has not matched; it has *stalled* when, besides, the oldest of that unmatched
+audio arrived more than ``max_skew_s`` ago by the caller's ``now_s`` (monotonic seconds
+given with each push).  So a burst — a listener that delivers half a second of one leg and
+then of the other in one turn, after its event loop was held up — is not a stall: the other
+leg's audio of that span comes in the same turn and keeps all of it.  Without ``now_s``
+(tests, files) skew is measured in audio alone.
 """
 
 from __future__ import annotations
+
+from collections import deque
 
 import numpy as np
 
@@ -36,8 +43,12 @@ BACKLOG_SAMPLES = PIPELINE_RATE_HZ // 10
 delivering its backlog; less is the ordinary give and take of two live legs."""
 
 
+MAX_CHUNKS = 4096
+"""Arrival stamps kept per leg (a leg this far ahead of the other is filled long before)."""
+
+
 class _Leg:
-    __slots__ = ("debt", "ended", "filled", "late", "pcm", "resampler")
+    __slots__ = ("arrivals", "debt", "ended", "filled", "late", "pcm", "resampler", "total")
 
     def __init__(self, rate_hz: int) -> None:
         self.resampler = StreamResampler(rate_hz, PIPELINE_RATE_HZ)
@@ -46,6 +57,9 @@ class _Leg:
         self.ended = False
         self.filled = 0
         self.late = 0
+        self.total = 0  # samples this leg has had on the timeline (audio and fills)
+        self.arrivals: deque[tuple[int, float]] = deque(maxlen=MAX_CHUNKS)
+        """(``total`` after a chunk, when it arrived): how old the unmatched audio is."""
 
 
 class LegAligner:
@@ -56,11 +70,14 @@ class LegAligner:
         self.rate_hz = rate_hz
         self.block = block_samples
         self.max_skew = round(max_skew_s * PIPELINE_RATE_HZ)
+        self.max_skew_s = max_skew_s
         self._legs: dict[Party, _Leg] = {p: _Leg(rate_hz) for p in PARTIES}
         self._t = 0  # samples emitted per party
 
-    def push(self, party: Party, samples: np.ndarray) -> list[PartyBlock]:
-        """A leg's audio (int16 at the leg's rate, any length); the blocks now complete."""
+    def push(self, party: Party, samples: np.ndarray,
+             now_s: float | None = None) -> list[PartyBlock]:
+        """A leg's audio (int16 at the leg's rate, any length), arrived at ``now_s``; the
+        blocks now complete."""
         leg = self._legs[party]
         if leg.ended or not len(samples):
             return []
@@ -77,7 +94,10 @@ class LegAligner:
             leg.late += pay
             y = y[pay:]
         leg.pcm = np.concatenate([leg.pcm, y]) if len(leg.pcm) else y
-        return self._cut()
+        leg.total += len(y)
+        if now_s is not None and len(y):
+            leg.arrivals.append((leg.total, now_s))
+        return self._cut(now_s)
 
     def end_leg(self, party: Party) -> list[PartyBlock]:
         """The leg hung up: from now on it is silence, and the other leg sets the pace."""
@@ -87,6 +107,7 @@ class LegAligner:
             pay = min(leg.debt, len(tail))
             leg.late += pay
             leg.pcm = np.concatenate([leg.pcm, tail[pay:]])
+            leg.total += len(tail) - pay
             leg.debt = 0
             leg.ended = True
         return self._cut()
@@ -102,6 +123,7 @@ class LegAligner:
             return out
         n = -(-n // self.block) * self.block
         for leg in self._legs.values():
+            leg.total += n - len(leg.pcm)
             leg.pcm = np.concatenate([leg.pcm, np.zeros(n - len(leg.pcm), np.int16)])
         return out + self._cut()
 
@@ -117,12 +139,25 @@ class LegAligner:
         """Audio time of the next block."""
         return self._t / PIPELINE_RATE_HZ
 
-    def _cut(self) -> list[PartyBlock]:
+    def _stalled(self, lag: _Leg, lead: _Leg, gap: int, now_s: float | None) -> bool:
+        """The lag leg is gone, or behind by more than the skew for longer than it."""
+        if lag.ended:
+            return True
+        if gap <= self.max_skew:
+            return False
+        while lead.arrivals and lead.arrivals[0][0] <= lag.total:
+            lead.arrivals.popleft()  # matched by the lag leg already
+        if now_s is None or not lead.arrivals:
+            return True
+        return now_s - lead.arrivals[0][1] > self.max_skew_s
+
+    def _cut(self, now_s: float | None = None) -> list[PartyBlock]:
         a, c = self._legs["agent"], self._legs["customer"]
         for lag, lead in ((a, c), (c, a)):
             gap = len(lead.pcm) - len(lag.pcm)
-            if gap > 0 and (lag.ended or gap > self.max_skew):  # stalled or gone: silence
+            if gap > 0 and self._stalled(lag, lead, gap, now_s):  # stalled or gone: silence
                 lag.pcm = np.concatenate([lag.pcm, np.zeros(gap, np.int16)])
+                lag.total += gap
                 lag.filled += gap
                 if not lag.ended:
                     lag.debt += gap

@@ -137,7 +137,7 @@ class TapCalls:
         if call is None:
             return False
         call.last_audio_s = now_s
-        self._send(call_id, call.aligner.push(party, samples))
+        self._send(call_id, call.aligner.push(party, samples, now_s))
         return True
 
     def leg_ended(self, call_id: str, party: Party) -> None:

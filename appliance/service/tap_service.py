@@ -219,13 +219,17 @@ class TapService:
 
         self.notifier.status("Starting the analysis workers")
         await self.pool.start()
-        sockets = make_listeners(self)  # before the server: the control API names them
-        self.listeners.update(sockets)
-        self.server = make_server(self)
-        await self.server.start()
-        self.url = f"http://{self.host}:{self.server.port}/"
-        for lst in sockets.values():
-            await lst.start()
+        try:
+            sockets = make_listeners(self)  # before the server: the control API names them
+            self.listeners.update(sockets)
+            self.server = make_server(self)
+            await self.server.start()
+            self.url = f"http://{self.host}:{self.server.port}/"
+            for lst in sockets.values():
+                await lst.start()
+        except BaseException:  # a port taken, say: nothing is left running behind the error
+            await self.stop()
+            raise
         self._tasks = [asyncio.create_task(self._ticks(), name="tap-ticks"),
                        asyncio.create_task(self._pings(), name="tap-pings")]
         log.warning("PBX tap ready: pages and control API on %s; listeners: %s", self.url,

@@ -11,6 +11,10 @@ from appliance.sinks.metrics import TapCollector, WorkerCollector
 if TYPE_CHECKING:
     from appliance.service.tap_service import TapService
 
+RTP_TICK_S = 0.06
+"""How often the RTP listener plays its streams' due audio into the calls (seconds): 60 ms
+keeps its per-call cost a quarter lower than 20 ms (measured with bench_tap) for at most 40 ms
+more cue latency."""
 MAX_PAGES = 2048
 """Dashboard pages (agents' and team leads') open at once on a tap (a desk allows 16)."""
 
@@ -28,7 +32,7 @@ def make_listeners(svc: TapService) -> dict[str, Any]:
     if cfg.rtp.enabled:
         from appliance.audio.rtp.listener import RtpListener
 
-        out["rtp"] = RtpListener(svc.tap, cfg.rtp, clock=svc.clock)
+        out["rtp"] = RtpListener(svc.tap, cfg.rtp, clock=svc.clock, tick_s=RTP_TICK_S)
     return out
 
 
