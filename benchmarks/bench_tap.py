@@ -122,6 +122,7 @@ def _config(n_calls: int, ports: int, asr: bool, models: Path | None) -> Any:
     raw: dict[str, Any] = {
         "language": "ko" if asr else "en",
         "asr": {"enabled": asr, **({"models_dir": str(models)} if models else {})},
+        "words": {"transcript": asr},  # to count the words (in memory; the store is off)
         "storage": {"summaries": False},
         "tap": {"enabled": True, "idle_timeout_s": 30.0,
                 "websocket": {"enabled": False},
@@ -132,7 +133,7 @@ def _config(n_calls: int, ports: int, asr: bool, models: Path | None) -> Any:
 
 async def run_load(n_calls: int, seconds: float, loss: float, ports: int, workers: int | None,
                    asr: bool, models: Path | None) -> dict[str, Any]:
-    from appliance.events import CallStarted, Cue, WordEvent
+    from appliance.events import CallStarted, Cue, TranscriptEvent
     from appliance.service.tap_service import TapService
 
     cfg = _config(n_calls, ports, asr, models)
@@ -146,8 +147,8 @@ async def run_load(n_calls: int, seconds: float, loss: float, ports: int, worker
             started[ev.call_id] = time.monotonic()
         elif isinstance(ev, Cue) and ev.kind == "interruption":
             late.append((ev.call_id, ev.t_s, time.monotonic()))
-        elif isinstance(ev, WordEvent):
-            words[ev.call_id] = words.get(ev.call_id, 0) + 1
+        elif isinstance(ev, TranscriptEvent):  # the words of each utterance (never kept)
+            words[ev.call_id] = words.get(ev.call_id, 0) + len(ev.text.split())
 
     svc.bus.subscribe(watch)
     await svc.start()

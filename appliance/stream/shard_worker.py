@@ -280,5 +280,9 @@ def _asr_factory(cfg: Config, models_dir: Path | None,
         return AsrSession(vosk_recognizer_factory(model), cfg.asr, block_when_full=False,
                           pool=pool)
 
+    # the box's own language is loaded before the worker says it is ready, so its first
+    # call does not stall every call of the worker while a model loads (other languages
+    # load at their first call)
+    make(cfg.language)
     return pool, make
 
