@@ -106,7 +106,8 @@ def test_language_without_a_model_runs_acoustic_cues(models_dir, ko_call, capsys
 
 def test_calls_on_a_worker_share_its_recognizer_pool(models_dir, ko_call):
     """Two Korean calls on one worker process: both are recognised on the worker's one
-    recognizer thread (its shared pool), and their summaries say so."""
+    recognizer thread (its shared pool), and their summaries say so; the site keeps
+    transcripts, so each call's utterances come back to the parent (for its store)."""
     import asyncio
 
     from appliance.audio.filesource import FileSource
@@ -118,7 +119,8 @@ def test_calls_on_a_worker_share_its_recognizer_pool(models_dir, ko_call):
     blocks = list(FileSource(ko_call, block_s=0.032).blocks())
 
     async def go() -> None:
-        pool = ShardPool(config_from_dict({}), lambda ev: lines.append(ev.to_json()),
+        pool = ShardPool(config_from_dict({"storage": {"transcripts": True}}),
+                         lambda ev: lines.append(ev.to_json()),
                          processes=1, recognizer_threads=1, models_dir=models_dir,
                          finish_timeout_s=None)  # every word, as for a file
         await pool.start()
@@ -141,3 +143,6 @@ def test_calls_on_a_worker_share_its_recognizer_pool(models_dir, ko_call):
         assert asr["words"]["agent"] >= 5 and asr["error"] is None, asr
         assert asr["dropped_blocks"] == 0, asr  # the pool had room for both calls
         assert summary["data"]["language"] == "ko"
+        said = [e for e in lines if e["call_id"] == cid and e["kind"] == "transcript"]
+        assert said and all(e["party"] == "agent" for e in said)
+        assert sum(len(e["data"]["text"].split()) for e in said) >= 5

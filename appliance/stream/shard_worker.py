@@ -120,8 +120,12 @@ class Shard:
                                            "already", call_id=call_id)))
             return
         asr = self._make_asr(lang) if self._make_asr is not None else None
+        # transcripts travel to the parent only when the site keeps them (the store's
+        # transcripts, as at the desk) or asked for them ([words] transcript)
+        keep = self.cfg.storage.transcripts or self.cfg.words.transcript
         s = CallSession(self.cfg, self.vad, self._emit, call_id=call_id, lang=lang,
-                        marks=marks, asr=asr, agent_id=agent_id, source=source,
+                        marks=marks, asr=asr, transcripts=keep, agent_id=agent_id,
+                        source=source,
                         started_at=started_at, finish_timeout_s=self.finish_timeout_s)
         self.sessions[call_id] = s
         self.bank.add(s.engine)
