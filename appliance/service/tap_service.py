@@ -68,7 +68,8 @@ class TapService:
         self.config_path = config_path
         self.clock = clock
         self.bus = EventBus()
-        self.floor = FloorBoard(clock)
+        self.floor = FloorBoard(clock, check_back_s=cfg.hold.check_back_s,
+                                too_long_s=cfg.hold.too_long_s)
         self.cue_counts: Counter[str] = Counter()
         self.calls_total = 0
         self._agents: dict[str, str] = {}
