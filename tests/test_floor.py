@@ -3,11 +3,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import re
+
+from aiohttp.test_utils import make_mocked_request
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from appliance.config import config_from_dict
 from appliance.cue_payloads import Interruption, Jargon
 from appliance.events import CallEnded, CallStarted, Cue, Summary, TranscriptEvent
+from appliance.service.tap_service import TapService
+from appliance.sinks.dashboard.server import STATIC_DIR, asset
 from appliance.sinks.floor import FloorBoard
 from appliance.sinks.metrics import TapCollector
 
@@ -91,3 +99,39 @@ def test_the_tap_figures_carry_listener_counters_and_cues() -> None:
     assert not any("note" in str(k) for k in samples)
     assert "appliance_storage_ok" not in fams  # no archive: no made-up storage figures
 
+
+def test_the_floor_page_ships_in_the_package_with_no_inline_script_or_style() -> None:
+    page = asset("floor.html")
+    assert page.status == 200 and page.content_type == "text/html"
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert isinstance(page.body, bytes)
+    html = page.body.decode()
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", html, re.S)
+    assert scripts == [(' src="/static/floor.js" defer', "")]
+    assert "<style" not in html and not re.search(r"\s(style|on[a-z]+)=", html)
+    refs = re.findall(r'(?:src|href)="/static/([^"]+)"', html)
+    assert set(refs) == {"floor.js", "style.css", "floor.css"}
+    assert all((STATIC_DIR / name).is_file() for name in refs)
+    assert 'id="empty"' in html and "No calls right now" in html
+
+
+def test_the_tap_serves_the_floor_page_and_its_json_with_the_configs_hold_limits() -> None:
+    cfg = config_from_dict({"hold": {"check_back_s": 30.0, "too_long_s": 50.0},
+                            "tap": {"enabled": True}})
+    svc = TapService(cfg, processes=1, port=0)  # built, not started: no worker, no socket
+    svc.floor(CallStarted("c1", "en", agent_id="a-1", source="rtp"))
+    routes = {r.path: r for r in svc.floor_routes()}
+    assert set(routes) == {"/floor", "/api/floor"}
+
+    async def get(path: str) -> tuple[bytes, dict[str, str]]:
+        resp = await routes[path].handler(make_mocked_request("GET", path))
+        return resp.body, dict(resp.headers)
+
+    body, headers = asyncio.run(get("/floor"))
+    assert b'src="/static/floor.js"' in body and headers["X-Frame-Options"] == "DENY"
+    body, headers = asyncio.run(get("/api/floor"))
+    view = json.loads(body)
+    assert view["hold_limits"] == {"check_back_s": 30.0, "too_long_s": 50.0}
+    assert [c["agent_id"] for c in view["calls"]] == ["a-1"]
+    assert headers["Cache-Control"] == "no-store"

@@ -154,14 +154,20 @@ class TapService:
 
     # -- the team lead's view -------------------------------------------------------------
     def floor_routes(self) -> list[Any]:
-        """``GET /api/floor``: the live calls (agent, duration, hold timer, last cue)."""
+        """``GET /floor``: the team lead's page (``static/floor.html``, which polls)
+        and ``GET /api/floor``: the live calls (agent, duration, hold timer, last cue)."""
         from aiohttp import web
+
+        from appliance.sinks.dashboard.server import asset
+
+        async def page(_: web.Request) -> web.Response:
+            return asset("floor.html")
 
         async def floor(_: web.Request) -> web.Response:
             return web.json_response(self.floor.view(),
                                      headers={"Cache-Control": "no-store"})
 
-        return [web.get("/api/floor", floor, allow_head=False)]
+        return [web.get("/floor", page), web.get("/api/floor", floor, allow_head=False)]
 
     # -- health and figures ---------------------------------------------------------------
     def health(self) -> dict[str, Any]:
