@@ -723,6 +723,10 @@ REVIEWED: dict[str, tuple[frozenset[str], str]] = {
         frozenset({"imports aiohttp"}),
         "aiohttp.web handlers only (the control API's JSON requests in, on the dashboard's "
         "server behind its token): no client, no listening socket of its own"),
+    "appliance/service/tap_service.py": (
+        frozenset({"imports aiohttp"}),
+        "aiohttp.web handlers only (the team lead's page /floor and its JSON /api/floor, on "
+        "the dashboard's server behind its token): no client, no listening socket of its own"),
     "appliance/audio/pbx/audiosocket_listener.py": (
         frozenset({"listens with start_server() outside the dashboard"}),
         "the PBX tap's own AudioSocket server (Asterisk connects to the box, never the "

@@ -68,7 +68,8 @@ class TapService:
         self.config_path = config_path
         self.clock = clock
         self.bus = EventBus()
-        self.floor = FloorBoard(clock)
+        self.floor = FloorBoard(clock, check_back_s=cfg.hold.check_back_s,
+                                too_long_s=cfg.hold.too_long_s)
         self.cue_counts: Counter[str] = Counter()
         self.calls_total = 0
         self._agents: dict[str, str] = {}
@@ -155,14 +156,20 @@ class TapService:
 
     # -- the team lead's view -------------------------------------------------------------
     def floor_routes(self) -> list[Any]:
-        """``GET /api/floor``: the live calls (agent, duration, hold timer, last cue)."""
+        """``GET /floor``: the team lead's page (``static/floor.html``, which polls)
+        and ``GET /api/floor``: the live calls (agent, duration, hold timer, last cue)."""
         from aiohttp import web
+
+        from appliance.sinks.dashboard.server import asset
+
+        async def page(_: web.Request) -> web.Response:
+            return asset("floor.html")
 
         async def floor(_: web.Request) -> web.Response:
             return web.json_response(self.floor.view(),
                                      headers={"Cache-Control": "no-store"})
 
-        return [web.get("/api/floor", floor, allow_head=False)]
+        return [web.get("/floor", page), web.get("/api/floor", floor, allow_head=False)]
 
     # -- health and figures ---------------------------------------------------------------
     def health(self) -> dict[str, Any]:

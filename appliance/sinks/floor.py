@@ -2,10 +2,11 @@
 
 :class:`FloorBoard` subscribes to the calls' events and their live states and keeps, per
 open call, only what the team-lead page shows: the agent, the source, when it started, the
-hold timer and the last cue (kind, party, severity, message).  Never audio, never words:
-transcript and word events are not looked at.  A call leaves the board at its
-``call_ended``.  Bounded: at most ``max_calls`` calls are tracked (the tap's own limit is
-lower); beyond that new calls are counted and left out.
+hold timer and the last cue (kind, party, severity, time), with the hold limits the page
+marks the timer by.  Never audio, never words: transcript and word events are not looked
+at, and a cue's message is not kept (a jargon or filler cue's message quotes what was
+said).  A call leaves the board at its ``call_ended``.  Bounded: at most ``max_calls`` calls
+are tracked (the tap's own limit is lower); beyond that new calls are counted and left out.
 """
 
 from __future__ import annotations
@@ -32,10 +33,13 @@ class _Row:
 class FloorBoard:
     """Open calls for the team-lead page; feed it events (``__call__``) and states."""
 
-    def __init__(self, clock: Any, *, max_calls: int = 10000) -> None:
+    def __init__(self, clock: Any, *, max_calls: int = 10000, check_back_s: float = 45.0,
+                 too_long_s: float = 60.0) -> None:
         self.clock = clock
         """Monotonic seconds (the call's duration on the page)."""
         self.max_calls = max_calls
+        self.hold_limits = {"check_back_s": check_back_s, "too_long_s": too_long_s}
+        """``[hold]``'s timers: the page marks a hold past each (the agent is cued then)."""
         self.rows: dict[str, _Row] = {}
         self.left_out = 0
 
@@ -53,7 +57,7 @@ class FloorBoard:
             if row is not None:
                 row.cues += 1
                 row.last_cue = {"kind": ev.kind, "party": ev.party, "severity": ev.severity,
-                                "message": ev.message, "t_s": round(ev.t_s, 1)}
+                                "t_s": round(ev.t_s, 1)}
 
     def state(self, call_id: str, snapshot: dict[str, Any]) -> None:
         """A call's live state (the worker's snapshot): its hold panel and audio time."""
@@ -67,7 +71,7 @@ class FloorBoard:
         return row.agent_id if row is not None else None
 
     def view(self) -> dict[str, Any]:
-        """The page's JSON: every open call, longest first."""
+        """The page's JSON: every open call, longest first, and the hold limits."""
         now = self.clock()
         calls = []
         for r in sorted(self.rows.values(), key=lambda r: r.opened_s):
@@ -78,4 +82,5 @@ class FloorBoard:
                 "audio_s": round(r.t_s, 1), "on_hold": bool(hold.get("on")),
                 "hold_s": float(hold.get("elapsed_s") or 0.0) if hold.get("on") else 0.0,
                 "last_cue": r.last_cue, "cues": r.cues})
-        return {"calls": calls, "open": len(calls), "left_out": self.left_out}
+        return {"calls": calls, "open": len(calls), "left_out": self.left_out,
+                "hold_limits": dict(self.hold_limits)}

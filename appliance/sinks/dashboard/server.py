@@ -95,6 +95,21 @@ _PREPARED = web.RequestKey("prepared", bool)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def asset(name: str, static_dir: Path = STATIC_DIR) -> web.Response:
+    """A file of ``static/`` with the pages' headers (``Content-Security-Policy``,
+    ``X-Frame-Options: DENY``); 404 for a name that is not a plain asset's, or no file.
+    Another module serves its own page with it (the tap's ``/floor``)."""
+    if not _STATIC_NAME.match(name):
+        raise web.HTTPNotFound(text="not found\n")
+    try:
+        body = (static_dir / name).read_bytes()
+    except OSError as exc:
+        raise web.HTTPNotFound(text="not found\n") from exc
+    return web.Response(body=body, headers={
+        hdrs.CONTENT_TYPE: _TYPES[name.rsplit(".", 1)[1]],
+        "Content-Security-Policy": _CSP, "X-Frame-Options": "DENY"})
+
+
 def _quiet_refusals(record: logging.LogRecord) -> bool:
     """aiohttp logs every malformed request at ERROR with a traceback (and the bytes): one
     debug line instead; anything else it logs passes."""
@@ -321,15 +336,7 @@ class DashboardServer:
         return self._file(request.match_info["name"])
 
     def _file(self, name: str) -> web.Response:
-        if not _STATIC_NAME.match(name):
-            raise web.HTTPNotFound(text="not found\n")
-        try:
-            body = (self._static_dir / name).read_bytes()
-        except OSError as exc:
-            raise web.HTTPNotFound(text="not found\n") from exc
-        return web.Response(body=body, headers={
-            hdrs.CONTENT_TYPE: _TYPES[name.rsplit(".", 1)[1]],
-            "Content-Security-Policy": _CSP, "X-Frame-Options": "DENY"})
+        return asset(name, self._static_dir)
 
     async def _hold(self, request: web.Request) -> web.Response:
         agent_id = self._agent_id(request)
