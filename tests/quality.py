@@ -24,6 +24,30 @@ from appliance.stream.session import CallSession
 _MODEL: SileroModel | None = None
 
 
+def real_voices_missing() -> list[str]:
+    """What the real-voices corpus needs and this machine lacks (empty: all there)."""
+    try:
+        import G722  # noqa: F401
+    except ImportError:
+        return ["the G722 package (test extra)"]
+    from tests.corpus.voices import missing
+
+    return missing()
+
+
+def real_voices_marks() -> list[Any]:
+    """The skip marks of a module that builds the real-voices corpus."""
+    import shutil
+
+    import pytest
+
+    missing = real_voices_missing()
+    return [pytest.mark.skipif(shutil.which("sox") is None, reason="sox is needed for the "
+                               "corpus"),
+            pytest.mark.skipif(bool(missing), reason=f"real voices not installed: {missing} "
+                               "(scripts/setup.sh installs them)")]
+
+
 def analyse_call(truth: dict[str, Any], cfg: Config | None = None) -> dict[str, Any]:
     """Analyse one corpus call; returns {"name", "cues": [json], "summary": {...}}.
 

@@ -8,30 +8,14 @@ pytest's cache (about 20 s) and the 62 calls analysed in about 90 s on two cores
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from tests.quality import analyse_corpus, by_band, report
+from tests.quality import analyse_corpus, by_band, real_voices_marks, report
 
 BANDS = ("all", "wideband", "telephone")
 
 
-def _missing() -> list[str]:
-    try:
-        import G722  # noqa: F401
-    except ImportError:
-        return ["the G722 package (test extra)"]
-    from tests.corpus.voices import missing
-
-    return missing()
-
-
-pytestmark = [
-    pytest.mark.skipif(shutil.which("sox") is None, reason="sox is needed for the corpus"),
-    pytest.mark.skipif(bool(_missing()), reason=f"real voices not installed: {_missing()} "
-                       "(scripts/setup.sh installs them)"),
-]
+pytestmark = real_voices_marks()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ cues must be the WAV path's (same kinds and parties, times within ``TOLERANCE_S`
 from __future__ import annotations
 
 import asyncio
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from appliance.audio.wavfile import open_wav
 from appliance.config import Config
 from appliance.events import Cue, Event, Summary
 from appliance.stream.shards import ShardPool
-from tests.quality import analyse_call, score
+from tests.quality import analyse_call, real_voices_marks, score
 from tests.waiting import until
 
 TOLERANCE_S = 0.1
@@ -35,21 +34,7 @@ FRAME = 160  # 20 ms at 8 kHz
 CUSTOMER_LAG = 480  # the customer's leg arrives 60 ms behind the agent's
 
 
-def _missing() -> list[str]:
-    try:
-        import G722  # noqa: F401
-    except ImportError:
-        return ["the G722 package (test extra)"]
-    from tests.corpus.voices import missing
-
-    return missing()
-
-
-pytestmark = [
-    pytest.mark.skipif(shutil.which("sox") is None, reason="sox is needed for the corpus"),
-    pytest.mark.skipif(bool(_missing()), reason=f"real voices not installed: {_missing()} "
-                       "(scripts/setup.sh installs them)"),
-]
+pytestmark = real_voices_marks()
 
 
 def _legs(truth: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
