@@ -63,6 +63,7 @@ kept here, nothing is logged of it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -99,6 +100,9 @@ from appliance.errors import CALL_EXISTS, CALLS_FULL, ApplianceError, shown
 from appliance.events import EndReason
 
 log = logging.getLogger(__name__)
+
+CLOSE_WAIT_S = 2.0
+"""How long stopping the box waits for each stream's close to complete."""
 
 PATH = "/tap/ws"
 SUBPROTOCOLS = ("audio.jambonz.org", "audio.drachtio.org", "audiostream.drachtio.org")
@@ -159,11 +163,22 @@ class WsTapListener:
     async def close_all(self) -> None:
         """The box is stopping: end every stream's call (``service_stop``) and close its
         socket (1001)."""
+        closing: list[asyncio.Task[Any]] = []
         for stream in list(self._streams):
             stream.end("service_stop")
-            if stream.ws.prepared:
-                await stream.ws.close(code=WS_CLOSE_GOING_AWAY,
-                                      message=b"the box is stopping")
+            if stream.ws.prepared and not stream.ws.closed:
+                closing.append(asyncio.ensure_future(stream.ws.close(
+                    code=WS_CLOSE_GOING_AWAY, message=b"the box is stopping")))
+        if closing:
+            # A close waits for its handler to read the peer's answer; a handler that ended
+            # on its own meanwhile never does, so the wait is bounded (the server's stop then
+            # cancels what is left).
+            _, late = await asyncio.wait(closing, timeout=CLOSE_WAIT_S)
+            for task in late:
+                task.cancel()
+            if late:
+                log.info("%d WebSocket streams did not finish closing within %.0f s",
+                         len(late), CLOSE_WAIT_S)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         name = request.match_info.get("route", "default")
