@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +11,9 @@ import pytest
 
 from tests.corpus import read_call
 from tests.corpus.real import _validate, build_real_corpus
-from tests.test_quality_real import _missing
+from tests.quality import real_voices_marks
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("sox") is None, reason="sox is needed for the corpus"),
-    pytest.mark.skipif(bool(_missing()), reason="real voices not installed"),
-]
+pytestmark = real_voices_marks()
 
 
 @pytest.fixture(scope="module")
