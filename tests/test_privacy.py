@@ -709,6 +709,10 @@ REVIEWED: dict[str, tuple[frozenset[str], str]] = {
         frozenset({"imports aiohttp"}),
         "aiohttp.web's requests and HTTP errors for the dashboard's access checks and body "
         "readers; no client (a client call would still be reported)"),
+    "appliance/doctor/tap_check.py": (
+        frozenset({"imports socket", "creates a socket that is not AF_UNIX"}),
+        "`appliance doctor` tries a UDP bind (never a connect or a send) of the configured "
+        "RTP ports, addresses of this machine; TCP binds go through dashboard_check"),
     "appliance/doctor/dashboard_check.py": (
         frozenset({"imports socket", "calls getaddrinfo()",
                    "creates a socket that is not AF_UNIX"}),
