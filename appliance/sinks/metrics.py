@@ -143,18 +143,27 @@ class RunnerCollector(Collector):
         yield ASR_DROPPED.value(h["asr_dropped_blocks"])
         yield MODEL_LOADED.value(h["model_loaded"])
         yield CALLS.value(r.calls)
-        st = h["storage"]
-        if st is not None:  # no archive: no storage figures (rather than made-up zeros)
-            yield STORAGE_OK.value(st["ok"])
-            yield STORAGE_PENDING.value(st["pending"])
-            yield STORAGE_WRITTEN.value(st["written"])
-            yield STORAGE_FAILED.value(st["failed"])
-            yield STORAGE_DROPPED.value(st["dropped"])
-            yield STORAGE_RESTARTS.value(st["restarts"])
-        cues = CUES.family(["kind"])
-        for kind, n in sorted(r.cue_counts.items()):
-            cues.add_metric([kind], float(n))
-        yield cues
+        yield from _storage(h["storage"])
+        yield _cues(r.cue_counts)
+
+
+def _storage(st: Mapping[str, Any] | None) -> Iterator[Metric]:
+    """The archive's figures; none without an archive (rather than made-up zeros)."""
+    if st is None:
+        return
+    yield STORAGE_OK.value(st["ok"])
+    yield STORAGE_PENDING.value(st["pending"])
+    yield STORAGE_WRITTEN.value(st["written"])
+    yield STORAGE_FAILED.value(st["failed"])
+    yield STORAGE_DROPPED.value(st["dropped"])
+    yield STORAGE_RESTARTS.value(st["restarts"])
+
+
+def _cues(counts: Mapping[str, int]) -> Metric:
+    cues = CUES.family(["kind"])
+    for kind, n in sorted(counts.items()):
+        cues.add_metric([kind], float(n))
+    return cues
 
 
 # -- the dashboard ---------------------------------------------------------------------------
@@ -299,15 +308,5 @@ class TapCollector(Collector):
                     counters.add_metric([name, key], float(v))
         yield counters
         yield opened
-        cues = CUES.family(["kind"])
-        for kind, n in sorted(f["cues"].items()):
-            cues.add_metric([kind], float(n))
-        yield cues
-        st = f.get("storage")
-        if st is not None:
-            yield STORAGE_OK.value(st["ok"])
-            yield STORAGE_PENDING.value(st["pending"])
-            yield STORAGE_WRITTEN.value(st["written"])
-            yield STORAGE_FAILED.value(st["failed"])
-            yield STORAGE_DROPPED.value(st["dropped"])
-            yield STORAGE_RESTARTS.value(st["restarts"])
+        yield _cues(f["cues"])
+        yield from _storage(f.get("storage"))
