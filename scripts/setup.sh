@@ -28,6 +28,10 @@ voices=(asterisk-core-sounds-en-g722 asterisk-core-sounds-fr-g722 asterisk-core-
 # tools and the base and good plugins, also without recommends.  The demo and the box itself
 # never use GStreamer.
 gst=(gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
+# The fleet tests (tests/mqttbroker.py, tests/pgserver.py): a real Mosquitto broker with TLS
+# (openssl makes the test CA) and a real PostgreSQL server, both started by the tests on
+# loopback.  The box and the console only need the site's own broker and database.
+gst+=(mosquitto openssl postgresql)
 missing_norecs=()
 for p in "${voices[@]}" "${gst[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing_norecs+=("$p")

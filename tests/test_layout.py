@@ -19,7 +19,7 @@ LAYERS: dict[str, int] = {
     # 2: streams, sessions, recognition
     "appliance.stream": 2, "appliance.asr": 2,
     # 3: sources and sinks
-    "appliance.audio": 3, "appliance.sinks": 3,
+    "appliance.audio": 3, "appliance.sinks": 3, "appliance.console": 3,
     # 4: the service, diagnostics and the command line
     "appliance.service": 4, "appliance.doctor": 4, "appliance.cli": 4,
     "appliance.__main__": 4,
