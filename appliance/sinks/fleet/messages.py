@@ -164,10 +164,11 @@ def fleet_summary(s: Mapping[str, Any]) -> dict[str, Any]:
     crashed worker's summary (``incomplete``) has only duration, language and cue counts."""
     holds = [h for h in s.get("holds") or [] if isinstance(h, Mapping)]
     hold_s = [_num(h.get("duration_s")) or 0.0 for h in holds]
-    dead = s.get("dead_air") if isinstance(s.get("dead_air"), Mapping) else {}
+    dead: Mapping[str, Any] = s["dead_air"] if isinstance(s.get("dead_air"), Mapping) else {}
     dead_iv = [iv for iv in dead.get("intervals") or [] if isinstance(iv, list | tuple)
                and len(iv) == 2 and all(_num(x) is not None for x in iv)]
-    fillers = s.get("fillers") if isinstance(s.get("fillers"), Mapping) else {}
+    fillers: Mapping[str, Any] = (s["fillers"] if isinstance(s.get("fillers"), Mapping)
+                                  else {})
     lang = s.get("language")
     out: dict[str, Any] = {
         "duration_s": _num(s.get("duration_s")),
