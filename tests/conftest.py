@@ -25,7 +25,8 @@ DEMO_DIR = ROOT / "appliance" / "demo"
 
 LAYERS: dict[str, tuple[str, ...]] = {
     "unit": ("test_asr_pool", "test_config_env", "test_events", "test_features", "test_floor",
-             "test_filesource", "test_filled_pause", "test_fleet_outbox", "test_fuzz",
+             "test_filesource", "test_filled_pause", "test_fleet_outbox", "test_fleet_sink",
+             "test_fuzz",
              "test_hold", "test_layout",
              "test_legs", "test_logs", "test_marks", "test_metrics", "test_music",
              "test_notify", "test_nuclei", "test_pbx_proto", "test_phrases", "test_rtp",
