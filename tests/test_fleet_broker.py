@@ -315,3 +315,26 @@ def test_the_payloads_are_json_objects_as_documented(broker: mqttbroker.Mosquitt
                                       "cue"}
     pub.stop()
     console.close()
+
+
+def test_the_doctor_connects_to_the_broker_and_reports_its_answer(
+        broker: mqttbroker.MosquittoBroker, tmp_path: Path) -> None:
+    from appliance.config import config_from_dict
+    from appliance.doctor.fleet_check import check_fleet
+
+    def doctor(password: str, **kw: Any) -> Any:
+        (tmp_path / "pw").write_text(password + "\n", encoding="utf-8")
+        fleet = {"enabled": True, "broker": broker.url, "box_id": "box1", "site": "site1",
+                 "username": "box1", "password_file": str(tmp_path / "pw"),
+                 "ca_file": str(broker.ca_file), **kw}
+        cfg = config_from_dict({"fleet": fleet, "storage": {"state_dir": str(tmp_path)}})
+        return check_fleet(cfg, {})
+
+    good = doctor("pw1")
+    assert good.status == "ok" and "connected" in good.detail, good
+    bad = doctor("nope")
+    assert bad.status == "fail" and FLEET_AUTH in bad.detail
+    other_ca = mqttbroker.TestCA(tmp_path / "other-ca")
+    tls = doctor("pw1", ca_file=str(other_ca.ca_file))
+    assert tls.status == "fail" and "fleet.tls" in tls.detail
+    assert check_fleet(config_from_dict({}), {}).status == "ok"  # off

@@ -81,6 +81,21 @@ def connect_error_code(exc: BaseException | None) -> str:
     return FLEET_TLS if isinstance(exc, ssl.SSLError) else FLEET_UNREACHABLE
 
 
+def make_client(cfg: FleetConfig, password: str | None, client_id: str) -> _Client:
+    """A paho client for ``[fleet]``: protocol, TLS (the configured CA, else the system's;
+    the broker's host name verified), credentials.  Not connected."""
+    c = _Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                protocol=(MQTTProtocolVersion.MQTTv5 if cfg.protocol == "5"
+                          else MQTTProtocolVersion.MQTTv311),
+                clean_session=None if cfg.protocol == "5" else True)
+    if parse_broker(cfg.broker).tls:
+        c.tls_set(ca_certs=cfg.ca_file or None, certfile=cfg.client_cert or None,
+                  keyfile=cfg.client_key or None)
+    if cfg.username:
+        c.username_pw_set(cfg.username, password)
+    return c
+
+
 class Publisher:
     """The outbox's sender.  ``outbox`` None: the outbox could not be opened
     (``outbox_error`` says why); the box then publishes nothing and says so in health."""
@@ -148,15 +163,7 @@ class Publisher:
         if self.started:
             return
         self.started = True
-        c = _Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                    protocol=(MQTTProtocolVersion.MQTTv5 if self.cfg.protocol == "5"
-                              else MQTTProtocolVersion.MQTTv311),
-                    clean_session=None if self.cfg.protocol == "5" else True)
-        if self.address.tls:
-            c.tls_set(ca_certs=self.cfg.ca_file or None, certfile=self.cfg.client_cert or None,
-                      keyfile=self.cfg.client_key or None)
-        if self.cfg.username:
-            c.username_pw_set(self.cfg.username, self._password)
+        c = make_client(self.cfg, self._password, self.client_id)
         c.will_set(status_topic(self.prefix), self._status("offline"), qos=1, retain=True)
         c.reconnect_delay_set(self.cfg.reconnect_min_s, self.cfg.reconnect_max_s)  # type: ignore[arg-type]
         c.max_inflight_messages_set(self.cfg.max_inflight)
