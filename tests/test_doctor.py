@@ -491,7 +491,7 @@ def test_doctor_end_to_end_listens_and_fails_on_a_bad_config(box, capsys, tmp_pa
     assert first.startswith("FAIL  config") and "[rate] max_wpm" in first
     assert f"      fix: edit {bad}; appliance config check {bad}" in out
     later = [ln for ln in out.splitlines()[1:] if ln.startswith(("OK ", "WARN ", "FAIL "))]
-    assert len(later) == 8  # no listen with --no-audio (the PBX tap's check: off)
+    assert len(later) == 9  # no listen with --no-audio (the PBX tap's and the fleet's checks: off)
     for ln in later:
         assert ln.endswith(DEFAULTS_NOTE) != (ln.split()[1] in ("vad", "service")), ln
     assert re.fullmatch(r"\d+ problems? \([1-9]\d* failed, \d+ warnings?\)",

@@ -685,7 +685,7 @@ NETWORK_MODULES = frozenset({
     "socket", "ssl", "http.client", "urllib.request", "urllib3", "requests", "httpx",
     "aiohttp", "ftplib", "smtplib", "poplib", "imaplib", "nntplib", "telnetlib",
     "xmlrpc.client", "websocket", "websockets", "paramiko", "webbrowser", "socketserver",
-    "http.server", "asyncssh", "grpc", "zmq"})
+    "http.server", "asyncssh", "grpc", "zmq", "paho.mqtt.client"})
 """Modules whose import means network code (``urllib.parse`` only parses: allowed)."""
 CLIENT_CALLS = frozenset({
     "open_connection", "open_unix_connection", "create_connection", "create_datagram_endpoint",
@@ -741,6 +741,16 @@ REVIEWED: dict[str, tuple[frozenset[str], str]] = {
         "the PBX tap's own RTP receiver: local_addr only (no remote_addr, nothing is ever "
         "sent), bound to [tap.rtp] host, 127.0.0.1 by default, beyond loopback only with "
         "[tap.rtp] allow; datagrams of other peers are dropped and counted"),
+    "appliance/sinks/fleet/publisher.py": (
+        frozenset({"imports ssl", "imports paho.mqtt.client"}),
+        "[fleet] only (off by default): the paho MQTT client connects to the one configured "
+        "broker (mqtts://, plain mqtt:// refused at load beyond loopback) and publishes the "
+        "box's cue kinds and summary figures (assert_no_text on every payload); ssl only to "
+        "tell a TLS failure from an unreachable broker"),
+    "appliance/sinks/fleet/probe.py": (
+        frozenset(),
+        "`appliance doctor`, [fleet] on: one TLS + MQTT CONNECT to the configured broker "
+        "through publisher.make_client, its answer, DISCONNECT; nothing published"),
 }
 """Modules allowed some local network code after review: which findings, and why."""
 

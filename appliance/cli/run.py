@@ -33,6 +33,7 @@ from appliance.service.logs import set_level, setup_logging
 from appliance.service.notify import Notifier
 from appliance.service.reload import restart_needed
 from appliance.sinks.archive import CallArchive
+from appliance.sinks.fleet.sink import FleetSink, open_fleet
 from appliance.stream.live import LiveRunner, LiveSource
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,36 @@ class Service:
         self.started_s = self.clock()
         """When the process started (the READY deadline counts the model load too)."""
         self.stopping = False
+        self.fleet: FleetSink | None = None if not cfg.fleet.enabled else open_fleet(
+            cfg.fleet, archive.state_dir, os.environ, figures=self._fleet_figures,
+            version=__version__)
+        """The site's MQTT broker (``[fleet]``), None when off."""
+        if self.fleet is not None:
+            runner.bus.subscribe(self.fleet)
+
+    def health(self) -> dict[str, Any]:
+        """The runner's health (``/healthz``) with the ``fleet`` section: a publisher
+        that stopped inside the box is unhealthy; a broker away or refusing is reported
+        (``fleet.last_error``) while coaching goes on."""
+        h = self.runner.health()
+        if self.fleet is None:
+            return h
+        fleet = self.fleet.health()
+        h["fleet"] = fleet
+        if not fleet["ok"]:
+            h["healthy"] = False
+            h["problems"] = [*h["problems"], "fleet.stopped"]
+        return h
+
+    def _fleet_figures(self) -> dict[str, Any]:
+        h = self.runner.health()
+        storage = h["storage"] or {}
+        return {"healthy": h["healthy"], "problems": h["problems"],
+                "calls_open": 0 if h["call"] is None else 1,
+                "drops": {"queue_drops": h["queue_drops"],
+                          "input_overflows": h["input_overflows"],
+                          "asr_dropped_blocks": h["asr_dropped_blocks"],
+                          "storage_dropped": storage.get("dropped", 0)}}
 
     def reload(self) -> bool:
         """SIGHUP: re-read and validate the config file; True when it was taken.  Whatever
@@ -172,6 +203,10 @@ class Service:
         if st is not None and not st["ok"]:
             why = f": {st['last_error']}" if st["last_error"] else ""
             out.append(f"STORAGE {st['state'].upper()}{why} (summaries not kept)")
+        fleet = self.fleet.health() if self.fleet is not None else None
+        if fleet is not None and fleet["last_error"]:
+            out.append(f"FLEET {fleet['state'].upper()}: {fleet['last_error']} "
+                       f"({fleet['pending']} messages waiting)")
         return out
 
     def _activity(self) -> str:
@@ -219,16 +254,22 @@ class Service:
             from appliance.sinks.dashboard.server import DashboardServer
             from appliance.sinks.metrics import RunnerCollector
 
+            collectors: list[Any] = [RunnerCollector(self.runner)]
+            if self.fleet is not None:
+                from appliance.sinks.fleet.collector import FleetCollector
+
+                collectors.append(FleetCollector(self.fleet.health))
             server = DashboardServer(self.host, self.port, token=self.cfg.dashboard.token,
                                      on_hold=self.runner.hold_key,
                                      on_end_call=self.runner.end_call,
-                                     health=self.runner.health,
-                                     collectors=[RunnerCollector(self.runner)])
+                                     health=self.health, collectors=collectors)
             await server.start()
             self.runner.publish = server.publish
             self.url = f"http://{self.host}:{server.port}/"
             log.warning("dashboard on %s", self.url)
         loop = asyncio.get_running_loop()
+        if self.fleet is not None:
+            await self.fleet.start()
         task = asyncio.create_task(self.runner.run())
         ready = asyncio.create_task(self._readiness())
         def stop() -> None:  # the first SIGTERM/SIGINT only: a second one must not cut
@@ -253,6 +294,8 @@ class Service:
             ready.cancel()
             if not self.stopping:
                 self.notifier.stopping("Stopping")
+            if self.fleet is not None:  # after the call in progress ended with its summary
+                await self.fleet.stop()
             if server is not None:
                 await server.stop()
 

@@ -6,6 +6,7 @@ needs the keys it changes; ``appliance config defaults`` prints the full file wi
 defaults.  Errors name the file, the ``[section] key`` and the allowed values.
 """
 
+from appliance.config.fleet import FleetConfig
 from appliance.config.load import (
     MAX_CONFIG_CHARS,
     MAX_KEY_DEPTH,
@@ -39,7 +40,8 @@ from appliance.config.schema import (
 __all__ = [
     "LOG_LEVELS", "MAX_CONFIG_CHARS", "MAX_KEY_DEPTH", "SECRET_KEYS", "AsrConfig",
     "AudioConfig", "CallControlConfig", "CallsConfig", "Config", "DashboardConfig",
-    "DeadAirConfig", "HoldConfig", "InterruptionConfig", "LoggingConfig", "RateConfig",
+    "DeadAirConfig", "FleetConfig", "HoldConfig", "InterruptionConfig", "LoggingConfig",
+    "RateConfig",
     "StorageConfig", "TalkRatioConfig", "ToneConfig", "VadConfig", "WordsConfig",
     "WorkersConfig", "config_from_dict", "defaults_toml", "is_loopback", "load_config",
 ]

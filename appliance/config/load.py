@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from appliance.config.fleet import check_fleet
 from appliance.config.schema import LOG_LEVELS, SECRET_KEYS, Config
 from appliance.config.tap import check_tap
 from appliance.config_env import apply_env, overridden_by
@@ -116,7 +117,7 @@ def _table_list_item(hint: Any) -> type | None:
 
 
 def _check_relations(cfg: Config, src: str) -> None:
-    broken = check_tap(cfg.tap, is_loopback)
+    broken = check_tap(cfg.tap, is_loopback) or check_fleet(cfg.fleet, is_loopback)
     if broken is not None:
         raise _bad(src, *broken)
     if cfg.vad.off_threshold > cfg.vad.on_threshold:

@@ -12,6 +12,7 @@ from appliance.doctor.audio_check import check_audio_devices, listen
 from appliance.doctor.check import Check, guarded
 from appliance.doctor.config_check import check_config
 from appliance.doctor.dashboard_check import check_dashboard
+from appliance.doctor.fleet_check import check_fleet
 from appliance.doctor.model_check import check_speech_model, check_vad, installed_model
 from appliance.doctor.system import check_memory, check_service, check_state_dir
 from appliance.doctor.tap_check import check_tap
@@ -48,6 +49,7 @@ def run_checks(opts: DoctorOptions, env: Mapping[str, str],
     later += guarded("vad", check_vad)
     later += guarded("dashboard", lambda: check_dashboard(cfg.dashboard))
     later += guarded("pbx tap", lambda: check_tap(cfg))
+    later += guarded("fleet", lambda: check_fleet(cfg, env))
     later += guarded("state dir", lambda: check_state_dir(cfg.storage, env))
 
     def memory() -> Check:

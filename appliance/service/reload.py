@@ -17,7 +17,7 @@ RESTART_KEYS: tuple[str, ...] = (
     "language", "asr", "audio",
     "dashboard.enabled", "dashboard.host", "dashboard.port", "dashboard.token",
     "storage.state_dir", "storage.summaries", "storage.transcripts",
-    "logging.format",
+    "logging.format", "fleet",
 )
 """Settings that a reload cannot apply (a section name covers all of its keys)."""
 

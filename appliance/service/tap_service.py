@@ -29,12 +29,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from appliance import __version__
 from appliance.audio.tap import TapCalls
 from appliance.config import Config, load_config
+from appliance.config_env import resolve_state_dir
 from appliance.errors import CALL_UNKNOWN, ApplianceError
 from appliance.events import CallEnded, CallStarted, Cue, Event, Summary
 from appliance.service.notify import Notifier
 from appliance.sinks.archive import CallArchive
+from appliance.sinks.fleet.sink import FleetSink, open_fleet
 from appliance.sinks.floor import FloorBoard
 from appliance.stream.bus import EventBus
 from appliance.stream.record import CallRecorder
@@ -96,6 +99,14 @@ class TapService:
             self.bus.subscribe(CallRecorder(archive.record,
                                             keep_transcripts=archive.keeps_transcripts))
         self.bus.subscribe(self._publish)
+        state_dir = (archive.state_dir if archive is not None
+                     else resolve_state_dir(cfg.storage.state_dir, os.environ))
+        self.fleet: FleetSink | None = open_fleet(cfg.fleet, state_dir, os.environ,
+                                                  figures=self._fleet_figures,
+                                                  version=__version__)
+        """The site's MQTT broker (``[fleet]``), None when off."""
+        if self.fleet is not None:
+            self.bus.subscribe(self.fleet)
 
     # -- events ---------------------------------------------------------------------------
     def _agent_of(self, ev: Event) -> None:
@@ -176,20 +187,29 @@ class TapService:
         """What ``/healthz`` shows; ``healthy`` is False when something inside has stopped
         (a worker that keeps dying, a listener that stopped, the store, the workers not
         answering)."""
-        problems = []
+        problems, codes = [], []
         if not self.pool.healthy:
             problems.append("analysis workers failing (restarted too often)")
+            codes.append("workers.failing")
         stale = (self.last_ping_s is not None  # real time: the workers' proof of life
                  and time.monotonic() - self.last_ping_s > PING_EVERY_S + PING_TIMEOUT_S)
         if stale:
             problems.append("analysis workers not answering")
+            codes.append("workers.not_answering")
         for name, lst in self.listeners.items():
             if not getattr(lst, "running", True):
                 problems.append(f"{name} listener stopped")
+                codes.append(f"listener.{name}.stopped")
         storage = self.archive.health() if self.archive is not None else None
         if storage is not None and not storage["ok"]:
             problems.append(f"storage {storage['state']}")
-        return {"healthy": not problems, "problems": problems, "mode": "tap",
+            codes.append(f"storage.{storage['state']}")
+        fleet = self.fleet.health() if self.fleet is not None else None
+        if fleet is not None and not fleet["ok"]:
+            problems.append(f"fleet publisher stopped ({fleet['last_error']})")
+            codes.append(f"fleet.{fleet['state']}")
+        return {"healthy": not problems, "problems": problems, "problem_codes": codes,
+                "fleet": fleet, "mode": "tap",
                 "calls_open": len(self.tap.calls), "calls_announced": len(self.tap.plans),
                 "calls_total": self.calls_total, "workers_behind_s": round(self.behind_s, 3),
                 "workers": self.pool.stats(),
@@ -208,6 +228,16 @@ class TapService:
                 "calls": self.calls_total, "announced": h["calls_announced"],
                 "dropped_blocks": self.tap.dropped_blocks, "cues": dict(self.cue_counts),
                 "storage": h["storage"], "listeners": listeners}
+
+    def _fleet_figures(self) -> dict[str, Any]:
+        """What the fleet's ``…/stats`` carries of the tap (the fleet's own added there)."""
+        h = self.health()
+        storage = h["storage"] or {}
+        return {"healthy": not [c for c in h["problem_codes"] if not c.startswith("fleet.")],
+                "problems": [c for c in h["problem_codes"] if not c.startswith("fleet.")],
+                "calls_open": h["calls_open"],
+                "drops": {"dropped_blocks": self.tap.dropped_blocks,
+                          "storage_dropped": storage.get("dropped", 0)}}
 
     def status_line(self) -> str:
         h = self.health()
@@ -239,6 +269,8 @@ class TapService:
             raise
         self._tasks = [asyncio.create_task(self._ticks(), name="tap-ticks"),
                        asyncio.create_task(self._pings(), name="tap-pings")]
+        if self.fleet is not None:
+            await self.fleet.start()
         log.warning("PBX tap ready: pages and control API on %s; listeners: %s", self.url,
                     ", ".join(self.listeners) or "none")
 
@@ -262,6 +294,8 @@ class TapService:
         for call_id in list(self.tap.calls):
             self.tap.end(call_id, "service_stop")
         await self.pool.stop()
+        if self.fleet is not None:  # after the last summary: it goes out (or waits on disk)
+            await self.fleet.stop()
         if self.server is not None:
             await self.server.stop()
 

@@ -50,9 +50,14 @@ def make_server(svc: TapService) -> Any:
     api = ControlApi(svc.tap, clock=svc.clock, audiosocket=svc.listeners.get("audiosocket"),
                      rtp=svc.listeners.get("rtp"))
     svc.api = api
+    collectors: list[Any] = [TapCollector(svc.figures), WorkerCollector(svc.pool.stats)]
+    if svc.fleet is not None:
+        from appliance.sinks.fleet.collector import FleetCollector
+
+        collectors.append(FleetCollector(svc.fleet.health))
     return DashboardServer(
         svc.host, svc.port, token=svc.cfg.dashboard.token,
         on_agent_hold=svc.agent_hold, on_agent_end=svc.agent_end, health=svc.health,
-        collectors=[TapCollector(svc.figures), WorkerCollector(svc.pool.stats)],
+        collectors=collectors,
         routes=[*ws.routes(), *api.routes(), *svc.floor_routes()],
         max_clients=MAX_PAGES)
