@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from appliance.config.console import ConsoleConfig
 from appliance.config.tap import TapConfig
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -317,3 +318,4 @@ class Config:
     workers: WorkersConfig = field(default_factory=WorkersConfig)
     call_control: CallControlConfig = field(default_factory=CallControlConfig)
     tap: TapConfig = field(default_factory=TapConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
