@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from appliance.config.schema import LOG_LEVELS, SECRET_KEYS, Config
 from appliance.config.console import check_console
+from appliance.config.schema import LOG_LEVELS, SECRET_KEYS, Config
 from appliance.config.tap import check_tap
 from appliance.config_env import apply_env, overridden_by
 from appliance.errors import CONFIG_INVALID, CONFIG_NOT_FOUND, ApplianceError, shown

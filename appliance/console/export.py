@@ -35,8 +35,8 @@ def write_csv(f: TextIO, rows: Iterable[Mapping[str, Any]]) -> int:
     w.writerow([*CSV_COLUMNS, *(f"cues.{k}" for k in CUE_KINDS), "summary_json"])
     n = 0
     for r in rows:
-        summary = r.get("summary") if isinstance(r.get("summary"), dict) else {}
-        cues = summary.get("cues") if isinstance(summary.get("cues"), dict) else {}
+        summary: dict[str, Any] = r["summary"] if isinstance(r.get("summary"), dict) else {}
+        cues: dict[str, Any] = summary["cues"] if isinstance(summary.get("cues"), dict) else {}
         w.writerow([*("" if r.get(c) is None else r[c] for c in CSV_COLUMNS),
                     *(cues.get(k, 0) for k in CUE_KINDS),
                     json.dumps(summary, ensure_ascii=False, separators=(",", ":"))])

@@ -203,7 +203,8 @@ class CentralStore:
     # -- writing ----------------------------------------------------------------------------
     def apply(self, batch: Sequence[Incoming]) -> ApplyResult:
         """Store a batch of decoded messages in one transaction, each once."""
-        return self._tx(self._apply, batch)  # type: ignore[no-any-return]
+        out: ApplyResult = self._tx(self._apply, batch)
+        return out
 
     def _apply(self, batch: Sequence[Incoming]) -> ApplyResult:
         stored = dup = 0
@@ -242,7 +243,8 @@ class CentralStore:
             stats = {k: p.get(k) for k in ("healthy", "problems", "calls_open", "cues", "drops",
                                             "outbox")}
             self._exec(
-                "INSERT INTO boxes (site, box, healthy, stats_at, stats_json) VALUES (?, ?, ?, ?, ?) "
+                "INSERT INTO boxes (site, box, healthy, stats_at, stats_json) "
+                "VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (site, box) DO UPDATE SET "
                 "healthy = CASE WHEN boxes.stats_at IS NULL OR excluded.stats_at >= "
                 "boxes.stats_at THEN excluded.healthy ELSE boxes.healthy END, "
