@@ -10,7 +10,8 @@ time order on both backends):
   problems, drops, outbox) and when the console last heard from it;
 * ``calls``: per site, box and call id, the agent, language, source, start and end, the
   figures of the call's summary as columns (for the trends) and the whole projected summary
-  as JSON; the live state of an open call (the last cue, an open hold);
+  as JSON; the live state of an open call (the last cue, an open hold; ``updated_at``, the
+  console's clock at the call's last news);
 * ``cues``: one row per cue: kind, party, severity, call time, the box's time.
 
 Never audio, never words: the fleet contract carries none (see
@@ -254,13 +255,13 @@ class CentralStore:
                 "boxes.stats_at THEN excluded.stats_at ELSE boxes.stats_at END",
                 (t.site, t.box, int(p.get("healthy") is True), at, _json(stats)))
         elif p["type"] == "new":
-            self._call_new(t, p, at)
+            self._call_new(t, p, at, m.received_at)
         elif p["type"] == "update":
-            self._call_update(t, p, at)
+            self._call_update(t, p, at, m.received_at)
         else:
-            self._call_end(t, p, at)
+            self._call_end(t, p, at, m.received_at)
 
-    def _call_new(self, t: Topic, p: dict[str, Any], at: str) -> None:
+    def _call_new(self, t: Topic, p: dict[str, Any], at: str, now: str) -> None:
         agent = p.get("agent_id") if isinstance(p.get("agent_id"), str) else None
         self._exec(
             "INSERT INTO calls (site, box, call_id, agent_id, language, source, started_at, "
@@ -268,9 +269,9 @@ class CentralStore:
             "UPDATE SET agent_id = excluded.agent_id, language = excluded.language, "
             "source = excluded.source, started_at = excluded.started_at",
             (t.site, t.box, t.call_id, agent, _str(p.get("language"), 8),
-             _str(p.get("source"), 32), norm_time(p.get("started_at")) or at, at))
+             _str(p.get("source"), 32), norm_time(p.get("started_at")) or at, now))
 
-    def _call_update(self, t: Topic, p: dict[str, Any], at: str) -> None:
+    def _call_update(self, t: Topic, p: dict[str, Any], at: str, now: str) -> None:
         cue = p["cue"]
         kind = cue["kind"]
         self._exec("INSERT INTO cues (id, site, box, call_id, kind, party, severity, t_s, at) "
@@ -291,9 +292,9 @@ class CentralStore:
             f"hold_started_at = CASE WHEN calls.ended_at IS NULL THEN {hold} ELSE NULL END, "
             "updated_at = excluded.updated_at",
             (t.site, t.box, t.call_id, kind, at,
-             at if kind == "hold_started" else None, at))
+             at if kind == "hold_started" else None, now))
 
-    def _call_end(self, t: Topic, p: dict[str, Any], at: str) -> None:
+    def _call_end(self, t: Topic, p: dict[str, Any], at: str, now: str) -> None:
         summary = p["summary"]
         ended = norm_time(p.get("ended_at")) or at
         figs = figure_values(summary)
@@ -311,7 +312,7 @@ class CentralStore:
             "language = COALESCE(calls.language, excluded.language), hold_started_at = NULL, "
             "updated_at = excluded.updated_at",
             (t.site, t.box, t.call_id, _str(summary.get("language"), 8), started, ended,
-             _str(p.get("reason"), 32), *figs, _json(summary), at))
+             _str(p.get("reason"), 32), *figs, _json(summary), now))
 
     def expire(self, now: datetime | None = None) -> int:
         """Delete what is older than ``keep_days``: calls (by their end, or their last news
