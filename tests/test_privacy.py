@@ -741,6 +741,16 @@ REVIEWED: dict[str, tuple[frozenset[str], str]] = {
         "the PBX tap's own RTP receiver: local_addr only (no remote_addr, nothing is ever "
         "sent), bound to [tap.rtp] host, 127.0.0.1 by default, beyond loopback only with "
         "[tap.rtp] allow; datagrams of other peers are dropped and counted"),
+    "appliance/console/ingest.py": (
+        frozenset({"imports ssl"}),
+        "the supervisor console's subscriber: ssl only for paho-mqtt's TLS settings (CA, client "
+        "certificate); paho connects to the one configured [console] broker (mqtts, plain "
+        "mqtt on loopback only, checked at load), nothing else"),
+    "appliance/console/web.py": (
+        frozenset({"imports aiohttp", "listens with TCPSite() outside the dashboard"}),
+        "the supervisor console's own pages (aiohttp.web): it listens on [console] host/port "
+        "(127.0.0.1 by default) behind its login token and never connects; an aiohttp client "
+        "would still be reported"),
 }
 """Modules allowed some local network code after review: which findings, and why."""
 
