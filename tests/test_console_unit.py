@@ -140,14 +140,14 @@ def test_trends_per_agent_and_team() -> None:
 
 def test_the_floor_now() -> None:
     now = datetime(2026, 11, 2, 10, tzinfo=UTC)
-    boxes = [{"site": "s", "box": "b1", "state": "online", "healthy": True,
+    boxes: list[dict[str, Any]] = [{"site": "s", "box": "b1", "state": "online", "healthy": True,
               "last_seen": iso_utc(now - timedelta(seconds=20)), "stats": {"problems": []}},
              {"site": "s", "box": "b2", "state": "online", "healthy": False,
               "last_seen": iso_utc(now - timedelta(seconds=400)),
               "stats": {"problems": ["audio.stalled"]}},
              {"site": "s", "box": "b3", "state": "offline", "healthy": None,
               "last_seen": iso_utc(now - timedelta(seconds=5)), "stats": None}]
-    calls = [{"site": "s", "box": "b1", "call_id": "c1", "agent_id": "a-1",
+    calls: list[dict[str, Any]] = [{"site": "s", "box": "b1", "call_id": "c1", "agent_id": "a-1",
               "started_at": iso_utc(now - timedelta(seconds=95)),
               "hold_started_at": iso_utc(now - timedelta(seconds=65)),
               "last_cue_kind": "hold_started", "cue_count": 3},
