@@ -44,12 +44,14 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 COOKIE = "appliance_console"
 _STATIC = {"console.css": "text/css; charset=utf-8",
            "console.js": "text/javascript; charset=utf-8"}
-_OPEN = frozenset({"/login", "/static/console.css"})
-"""Paths served without a login (the login form and its style)."""
+_OPEN = frozenset({"/login", "/static/console.css", "/static/console.js", "/favicon.ico"})
+"""Paths served without a login (the login form, its style and the script: no data)."""
 _CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
         "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+# same-origin, not no-referrer: under no-referrer Chromium sends ``Origin: null`` with a form
+# post, and the login form would be refused as cross-origin
 _HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff",
-            "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY",
+            "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY",
             "Content-Security-Policy": _CSP}
 MAX_DAYS = 3650
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -96,7 +98,7 @@ class ConsoleWeb:
             web.get("/api/trends", self._api_trends),
             web.get("/export.csv", self._export), web.get("/export.jsonl", self._export),
             web.get("/healthz", self._healthz), web.get("/metrics", self._metrics),
-            web.get("/static/{name}", self._static)])
+            web.get("/static/{name}", self._static), web.get("/favicon.ico", self._no_icon)])
         return app
 
     async def start(self) -> None:
@@ -253,6 +255,9 @@ class ConsoleWeb:
         encoder, content_type = choose_encoder(request.headers.get(hdrs.ACCEPT, ""))
         body = await asyncio.to_thread(encoder, self.registry)
         return web.Response(body=body, headers={hdrs.CONTENT_TYPE: content_type})
+
+    async def _no_icon(self, request: web.Request) -> web.Response:
+        return web.Response(status=204)
 
     async def _static(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
