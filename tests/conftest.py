@@ -31,7 +31,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
              "test_legs", "test_logs", "test_marks", "test_metrics", "test_music",
              "test_notify", "test_nuclei", "test_pbx_proto", "test_phrases", "test_rtp",
              "test_rules", "test_store", "test_tap_config", "test_tone_rate", "test_turns",
-             "test_wavfile", "test_words"),
+             "test_wavfile", "test_words", "test_console_unit"),
     "engine": ("test_call_control", "test_corpus", "test_corpus_real", "test_engine",
                "test_quality", "test_quality_real", "test_session", "test_tap_quality"),
     "e2e": ("test_asr", "test_asr_cli", "test_cli", "test_fleet_broker", "test_dashboard",
@@ -40,10 +40,12 @@ LAYERS: dict[str, tuple[str, ...]] = {
             "test_live", "test_models", "test_retention", "test_service_run", "test_shards",
             "test_summaries_cli", "test_tap", "test_tap_service", "test_control_api",
             "test_ws_listener",
-            "test_ws_tap", "test_audiosocket_listener", "test_rtp_listener"),
+            "test_ws_tap", "test_audiosocket_listener", "test_rtp_listener",
+            "test_console_store", "test_console_ingest", "test_console_web"),
     "system": ("test_capture", "test_dashboard_e2e", "test_doctor", "test_floor_page",
                "test_gst_interop",
-               "test_install_service", "test_privacy", "test_service_unit"),
+               "test_install_service", "test_privacy", "test_service_unit",
+               "test_console_page"),
 }
 _LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}
 

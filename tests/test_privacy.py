@@ -751,6 +751,16 @@ REVIEWED: dict[str, tuple[frozenset[str], str]] = {
         frozenset(),
         "`appliance doctor`, [fleet] on: one TLS + MQTT CONNECT to the configured broker "
         "through publisher.make_client, its answer, DISCONNECT; nothing published"),
+    "appliance/console/ingest.py": (
+        frozenset({"imports ssl", "imports paho.mqtt.client"}),
+        "the supervisor console's subscriber: ssl only for paho-mqtt's TLS settings (CA, client "
+        "certificate); paho connects to the one configured [console] broker (mqtts, plain "
+        "mqtt on loopback only, checked at load), nothing else"),
+    "appliance/console/web.py": (
+        frozenset({"imports aiohttp", "listens with TCPSite() outside the dashboard"}),
+        "the supervisor console's own pages (aiohttp.web): it listens on [console] host/port "
+        "(127.0.0.1 by default) behind its login token and never connects; an aiohttp client "
+        "would still be reported"),
 }
 """Modules allowed some local network code after review: which findings, and why."""
 

@@ -144,3 +144,36 @@ def test_the_unit_keeps_its_promises() -> None:
     assert one("SystemCallErrorNumber") == "EPERM"  # a stray call fails, never kills
     # sounddevice's cffi callback needs W+X memory (see the comment in the unit)
     assert "MemoryDenyWriteExecute" not in s
+
+
+# -- the supervisor console's unit ------------------------------------------------------------
+CONSOLE_UNIT = ROOT / "systemd" / "appliance-console.service"
+
+
+def test_console_unit_exposure_is_at_most_two() -> None:
+    level, stderr = exposure(CONSOLE_UNIT)
+    assert stderr == ""
+    assert level <= MAX_EXPOSURE, f"exposure {level} > {MAX_EXPOSURE}"
+
+
+def test_console_unit_verify_is_clean(tmp_path: Path) -> None:
+    assert verify_warnings(CONSOLE_UNIT.read_text(), tmp_path) == []
+
+
+def test_console_unit_keeps_its_promises() -> None:
+    s = parse_unit(CONSOLE_UNIT.read_text())["Service"]
+
+    def one(key: str) -> str:
+        assert len(s.get(key, [])) == 1, (key, s.get(key))
+        return s[key][0]
+
+    assert one("Type") == "notify" and one("NotifyAccess") == "main"
+    assert one("WatchdogSec") == "30"
+    assert one("ExecStart").endswith("/.venv/bin/appliance console --config "
+                                      "/etc/appliance/console.toml")
+    assert one("IPAddressDeny") == "any"  # a drop-in names the broker and the supervisors
+    assert set(one("IPAddressAllow").split()) == {"127.0.0.1", "::1"}
+    assert one("DynamicUser") == "yes" and one("CapabilityBoundingSet") == ""
+    assert one("StateDirectory") == "appliance-console" and one("UMask") == "0077"
+    assert one("PrivateDevices") == "yes" and one("LimitCORE") == "0"
+    assert "Environment" not in s  # secrets come as credentials, never the environment

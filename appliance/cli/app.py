@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, TextIO
 from appliance import __version__
 from appliance.audio.filesource import FileSource
 from appliance.audio.marks_file import load_marks
+from appliance.cli.console import add_console_parser, run_console
 from appliance.cli.doctor import add_doctor_parser, run_doctor
 from appliance.cli.models import add_models_parser, run_models
 from appliance.cli.run import add_run_parsers, main_hook
@@ -81,6 +82,7 @@ def _parser() -> argparse.ArgumentParser:
     add_service_parsers(sub)
     add_doctor_parser(sub)
     add_summaries_parser(sub)
+    add_console_parser(sub)
     return p
 
 
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             return _config(args)
         if args.command == "models":
             return run_models(args)
-        for hook in (main_hook, run_service, run_doctor, run_summaries):
+        for hook in (main_hook, run_service, run_doctor, run_summaries, run_console):
             code = hook(args)
             if code is not None:
                 return code

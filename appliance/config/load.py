@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from appliance.config.console import check_console
 from appliance.config.fleet import check_fleet
 from appliance.config.schema import LOG_LEVELS, SECRET_KEYS, Config
 from appliance.config.tap import check_tap
@@ -98,6 +99,14 @@ def _build(cls: type, raw: dict[str, Any], src: str, section: str) -> Any:
             if not isinstance(value, bool):
                 raise _bad(src, where, f"must be true or false, not {shown(value)}")
             kwargs[name] = value
+        elif hint == dict[str, list[str]]:  # a table of lists ([console.teams])
+            if not isinstance(value, dict) or not all(
+                    isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+                    for v in value.values()):
+                raise _bad(src, where, f"must be a table of lists of strings ([{where}])")
+            if len(value) > MAX_TABLES:
+                raise _bad(src, where, f"at most {MAX_TABLES} entries")
+            kwargs[name] = {k: list(v) for k, v in value.items()}
         elif hint == list[str]:
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
                 raise _bad(src, where, "must be a list of non-empty strings")
@@ -117,9 +126,10 @@ def _table_list_item(hint: Any) -> type | None:
 
 
 def _check_relations(cfg: Config, src: str) -> None:
-    broken = check_tap(cfg.tap, is_loopback) or check_fleet(cfg.fleet, is_loopback)
-    if broken is not None:
-        raise _bad(src, *broken)
+    for broken in (check_tap(cfg.tap, is_loopback), check_fleet(cfg.fleet, is_loopback),
+                   check_console(cfg.console, is_loopback)):
+        if broken is not None:
+            raise _bad(src, *broken)
     if cfg.vad.off_threshold > cfg.vad.on_threshold:
         raise _bad(src, "[vad] off_threshold", "must not exceed on_threshold")
     if cfg.rate.min_syllables_per_s >= cfg.rate.max_syllables_per_s:
@@ -262,7 +272,7 @@ def defaults_toml() -> str:
                 out[a.target.id] = " ".join(str(b.value.value).split())
         return out
 
-    def field_lines(obj: Any, prefix: str = "") -> list[str]:
+    def field_lines(obj: Any, prefix: str = "", section: str = "") -> list[str]:
         out: list[str] = []
         d = docs(type(obj))
         for sf in dataclasses.fields(obj):
@@ -271,13 +281,17 @@ def defaults_toml() -> str:
                     typing.get_type_hints(type(obj))[sf.name]) is not None:
                 continue
             m = sf.metadata
+            if isinstance(value, dict):  # a table of lists: a commented example
+                out += [f"# {d.get(sf.name, '')}", f"# [{section}.{sf.name}]",
+                        '# name = ["id-1", "id-2"]']
+                continue
             rng = f" Range {m['min']}..{m['max']} {m['unit']}".rstrip() + "." if m else ""
             out.append(f"# {d.get(sf.name, '')}{rng}")
             out.append(f"{prefix}{sf.name} = {_toml_value(value)}")
         return out
 
     def table(obj: Any, name: str) -> list[str]:
-        out = [f"[{name}]", *field_lines(obj), ""]
+        out = [f"[{name}]", *field_lines(obj, section=name), ""]
         hints = typing.get_type_hints(type(obj))
         d = docs(type(obj))
         for sf in dataclasses.fields(obj):

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from appliance.config.console import ConsoleConfig
 from appliance.config.fleet import FleetConfig
 from appliance.config.tap import TapConfig
 
@@ -319,3 +320,4 @@ class Config:
     call_control: CallControlConfig = field(default_factory=CallControlConfig)
     tap: TapConfig = field(default_factory=TapConfig)
     fleet: FleetConfig = field(default_factory=FleetConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)

@@ -97,9 +97,17 @@ def call_new_payload(box: str, site: str, at: str, call_id: str, *, agent_id: st
 def call_update_payload(box: str, site: str, at: str, cue: Cue, *,
                         msg_id: str | None = None) -> dict[str, Any]:
     """One cue: its kind, party, severity and call time only (never its message)."""
-    return {**_envelope(box, site, at, msg_id), "call_id": cue.call_id, "type": "update",
-            "cue": {"kind": cue.kind, "party": cue.party, "severity": cue.severity,
-                    "t_s": round(cue.t_s, 3)}}
+    return cue_update_payload(box, site, at, cue.call_id, kind=cue.kind, party=cue.party,
+                              severity=cue.severity, t_s=cue.t_s, msg_id=msg_id)
+
+
+def cue_update_payload(box: str, site: str, at: str, call_id: str, *, kind: str,
+                       party: str | None, severity: str, t_s: float,
+                       msg_id: str | None = None) -> dict[str, Any]:
+    """:func:`call_update_payload` from the cue's fields (the benchmark's boxes)."""
+    return {**_envelope(box, site, at, msg_id), "call_id": call_id, "type": "update",
+            "cue": {"kind": kind, "party": party, "severity": severity,
+                    "t_s": round(t_s, 3)}}
 
 
 def call_end_payload(box: str, site: str, at: str, call_id: str, *, reason: str,
