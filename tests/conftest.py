@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / "appliance" / "demo"
 
 LAYERS: dict[str, tuple[str, ...]] = {
-    "unit": ("test_asr_pool", "test_config_env", "test_events", "test_features", "test_floor",
+    "unit": ("test_asr_pool", "test_call_numbers", "test_config_env", "test_events",
+             "test_features", "test_floor",
              "test_filesource", "test_filled_pause", "test_fleet_outbox", "test_fleet_sink",
              "test_fuzz",
              "test_hold", "test_layout",

@@ -116,8 +116,10 @@ def allowed_writes(dirs: BoxDirs) -> tuple[str, ...]:
     folder itself, which it creates if missing, and the SQLite database with its journal).
     Transcript retention is off by default, so ``state/transcripts`` is not allowed.
     Audio-like names (.wav, .raw, .pcm, .npy, ...) are refused even where writes are
-    allowed."""
-    return (str(dirs.state), str(dirs.state / "summaries.sqlite3*"))
+    allowed.  The desk also keeps its last call number (``desk-call-number``, written
+    through a temporary file renamed over it)."""
+    return (str(dirs.state), str(dirs.state / "summaries.sqlite3*"),
+            str(dirs.state / "desk-call-number*"))
 
 
 def subprocess_env(dirs: BoxDirs) -> dict[str, str]:

@@ -277,9 +277,11 @@ def test_appliance_run_speaks_sd_notify_reloads_and_stops_cleanly(tmp_path: Path
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
         rows = con.execute("SELECT call_id, duration_s, language FROM calls").fetchall()
     assert len(rows) == 1 and rows[0][0] == "call-1" and rows[0][2] == "en"
-    # nothing but the summary database under the state directory: no audio
+    # nothing but the summary database and the call number under the state directory
     files = sorted(p.name for p in state.rglob("*") if p.is_file())
-    assert all(f.startswith("summaries.sqlite3") for f in files), files
+    assert all(f.startswith("summaries.sqlite3") or f == "desk-call-number"
+               for f in files), files
+    assert (state / "desk-call-number").read_text(encoding="ascii") == "1\n"
 
 
 class SlowFinishAsr:

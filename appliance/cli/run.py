@@ -33,6 +33,7 @@ from appliance.service.logs import set_level, setup_logging
 from appliance.service.notify import Notifier
 from appliance.service.reload import restart_needed
 from appliance.sinks.archive import CallArchive
+from appliance.sinks.call_numbers import CallNumbers
 from appliance.sinks.fleet.sink import FleetSink, open_fleet
 from appliance.stream.live import LiveRunner, LiveSource
 
@@ -320,11 +321,12 @@ def run_live(args: argparse.Namespace) -> int:
     source = _make_source(args, cfg)
     archive = CallArchive(cfg.storage, env)
     marks = load_marks(args.marks) if args.marks is not None else []
+    archive.start()
     runner = LiveRunner(cfg, source, SileroModel(), lang=lang,
                         make_asr=_make_asr_factory(args, cfg, lang), archive=archive,
                         ticker=notifier, marks=marks,
-                        source_name="replay" if args.replay is not None else "headset")
-    archive.start()
+                        source_name="replay" if args.replay is not None else "headset",
+                        call_numbers=CallNumbers(archive.state_dir).next)
     service = Service(args, cfg, config_path, runner, notifier, archive)
     service.started_s = started_s
     try:

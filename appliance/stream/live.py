@@ -90,6 +90,7 @@ class LiveRunner:
         archive: Archive | None = None,
         ticker: Ticker | None = None,
         source_name: str = "headset",
+        call_numbers: Callable[[], int] | None = None,
     ) -> None:
         self.cfg = cfg
         self.source = source
@@ -114,6 +115,9 @@ class LiveRunner:
             self.bus.subscribe(CallRecorder(archive.record,
                                             keep_transcripts=archive.keeps_transcripts))
         self.calls = 0
+        self.call_numbers = call_numbers
+        """Gives each call's number (``call-<n>``); by default 1, 2... in this run (the
+        desk's service continues the numbering across restarts)."""
         self.idle_tick_s = 1.0
         """While no audio arrives the analysis loop still ticks the watchdog this often."""
         self.clock: Callable[[], float] = time.monotonic
@@ -134,7 +138,9 @@ class LiveRunner:
         self.calls += 1
         keep = self.archive is not None and self.archive.keeps_transcripts
         self.current = CallSession(
-            self.cfg, self.vad, self.bus.emit, call_id=f"call-{self.calls}", lang=self.lang,
+            self.cfg, self.vad, self.bus.emit,
+            call_id=f"call-{self.call_numbers() if self.call_numbers else self.calls}",
+            lang=self.lang,
             marks=self.marks, asr=self.make_asr() if self.make_asr else None,
             transcripts=keep, source=self.source_name, started_at=datetime.now(UTC),
             finish_timeout_s=LIVE_FINISH_TIMEOUT_S)
