@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from appliance.config.fleet import FleetConfig
-from appliance.events import CallEnded, CallStarted, Cue, Event, Summary
+from appliance.events import CallEnded, CallStarted, Cue, Event, Summary, iso_utc
 from appliance.sinks.fleet.messages import (
     call_end_payload,
     call_new_payload,
@@ -66,7 +66,7 @@ Figures = Callable[[], Mapping[str, Any]]
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return iso_utc(datetime.now(UTC))
 
 
 class FleetSink:
