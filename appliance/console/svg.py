@@ -26,7 +26,8 @@ def nice_max(v: float) -> float:
 
 
 def _fmt(v: float) -> str:
-    return f"{v:.0f}" if abs(v) >= 10 or v == int(v) else f"{v:.1f}"
+    """A tick label without false precision or rounding: 0.25 stays 0.25, 12.5 stays 12.5."""
+    return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
 
 
 def line_chart(series: Mapping[str, Sequence[tuple[str, float | None]]], *, title: str,
