@@ -46,7 +46,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
             "test_fleet_service"),
     "system": ("test_capture", "test_dashboard_e2e", "test_doctor", "test_floor_page",
                "test_gst_interop",
-               "test_install_service", "test_privacy", "test_service_unit",
+               "test_install_service", "test_privacy", "test_privacy_fleet",
+               "test_service_unit",
                "test_console_page"),
 }
 _LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}
