@@ -44,10 +44,12 @@ LAYERS: dict[str, tuple[str, ...]] = {
             "test_summaries_cli", "test_tap", "test_tap_service", "test_control_api",
             "test_ws_listener",
             "test_ws_tap", "test_audiosocket_listener", "test_rtp_listener",
-            "test_console_store", "test_console_ingest", "test_console_web"),
+            "test_console_store", "test_console_ingest", "test_console_web",
+            "test_fleet_service"),
     "system": ("test_capture", "test_dashboard_e2e", "test_doctor", "test_floor_page",
                "test_gst_interop",
-               "test_install_service", "test_privacy", "test_service_unit",
+               "test_install_service", "test_privacy", "test_privacy_fleet",
+               "test_service_unit",
                "test_console_page"),
 }
 _LAYER_OF = {module: layer for layer, modules in LAYERS.items() for module in modules}

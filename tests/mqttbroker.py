@@ -35,9 +35,9 @@ def available() -> bool:
             and shutil.which("openssl") is not None)
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return int(s.getsockname()[1])
 
 
@@ -55,11 +55,12 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 
 class TestCA:
-    """A throw-away certificate authority with a server certificate for 127.0.0.1."""
+    """A throw-away certificate authority with a server certificate for 127.0.0.1 and
+    ``localhost``, and for each address of ``ips`` (a broker bound beyond loopback)."""
 
     __test__ = False
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, ips: Iterable[str] = ()) -> None:
         self.dir = root
         root.mkdir(parents=True, exist_ok=True)
         self.ca_file = root / "ca.crt"
@@ -68,7 +69,9 @@ class TestCA:
         _openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
                  "-keyout", "ca.key", "-out", "ca.crt", "-subj", "/CN=appliance test CA",
                  cwd=root)
-        self._sign("server", "localhost", san="subjectAltName=IP:127.0.0.1,DNS:localhost")
+        extra = "".join(f",IP:{ip}" for ip in ips if ip != "127.0.0.1")
+        self._sign("server", "localhost",
+                   san=f"subjectAltName=IP:127.0.0.1,DNS:localhost{extra}")
 
     def _sign(self, name: str, cn: str, san: str | None = None) -> tuple[Path, Path]:
         _openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}.key",
@@ -87,15 +90,19 @@ class TestCA:
 
 class MosquittoBroker:
     def __init__(self, root: Path, users: Mapping[str, str], *, site: str = "site1",
-                 console_users: Iterable[str] = ("console",), plain: bool = False) -> None:
+                 console_users: Iterable[str] = ("console",), plain: bool = False,
+                 host: str = "127.0.0.1") -> None:
         """``users``: name -> password.  ``plain`` adds a plain (no TLS) loopback listener
-        at :attr:`plain_port` with the same password file and ACL."""
+        at :attr:`plain_port` with the same password file and ACL.  ``host``: the IPv4
+        address the TLS listeners bind (an address of this machine beyond loopback for the
+        privacy proof with fleet on; the server certificate names it too)."""
         self.dir = Path(root)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.ca = TestCA(self.dir / "pki")
+        self.host = host
+        self.ca = TestCA(self.dir / "pki", ips=[host])
         self.ca_file = self.ca.ca_file
-        self.port = free_port()
-        self.cert_port = free_port()
+        self.port = free_port(host)
+        self.cert_port = free_port(host)
         self.plain_port = free_port() if plain else None
         self.site = site
         self.users = dict(users)
@@ -126,8 +133,8 @@ class MosquittoBroker:
             "log_dest stderr",
             "log_type error", "log_type warning", "log_type notice", "log_type information",
             "connection_messages true",
-            f"listener {self.port} 127.0.0.1", tls.rstrip(),
-            f"listener {self.cert_port} 127.0.0.1", tls.rstrip(),
+            f"listener {self.port} {self.host}", tls.rstrip(),
+            f"listener {self.cert_port} {self.host}", tls.rstrip(),
             "require_certificate true", "use_identity_as_username true",
         ]
         if self.plain_port is not None:
@@ -139,11 +146,11 @@ class MosquittoBroker:
     # -- addresses --------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"mqtts://127.0.0.1:{self.port}"
+        return f"mqtts://{self.host}:{self.port}"
 
     @property
     def cert_url(self) -> str:
-        return f"mqtts://127.0.0.1:{self.cert_port}"
+        return f"mqtts://{self.host}:{self.cert_port}"
 
     @property
     def plain_url(self) -> str:
@@ -162,7 +169,7 @@ class MosquittoBroker:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"mosquitto exited: {self.log()[-2000:]}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                with socket.create_connection((self.host, self.port), timeout=0.5):
                     return
             except OSError:
                 time.sleep(0.05)

@@ -56,7 +56,7 @@ class Console:
         c.on_message = self._on_message
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
-        c.connect_async("127.0.0.1", broker.port, clean_start=False, properties=props)
+        c.connect_async(broker.host, broker.port, clean_start=False, properties=props)
         c.loop_start()
         self.client = c
         until_sync(lambda: c.is_connected(), "the console connects")
@@ -165,7 +165,8 @@ def test_the_last_will_says_offline_when_the_box_dies(
         "from tests import mqttbroker\n"
         "from pathlib import Path\n"
         "b = mqttbroker.MosquittoBroker.__new__(mqttbroker.MosquittoBroker)\n"
-        f"b.port, b.ca_file = {broker.port}, Path({str(broker.ca_file)!r})\n"
+        f"b.host, b.port = {broker.host!r}, {broker.port}\n"
+        f"b.ca_file = Path({str(broker.ca_file)!r})\n"
         f"p = _publisher(b, Path({str(tmp_path / 'state')!r}))\n"
         "p.start()\n"
         "while not p.connected: time.sleep(0.01)\n"

@@ -127,7 +127,7 @@ class Service:
             version=__version__)
         """The site's MQTT broker (``[fleet]``), None when off."""
         if self.fleet is not None:
-            runner.bus.subscribe(self.fleet)
+            runner.subscribe(self.fleet)  # from the first call's start
 
     def health(self) -> dict[str, Any]:
         """The runner's health (``/healthz``) with the ``fleet`` section: a publisher

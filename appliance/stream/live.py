@@ -146,6 +146,14 @@ class LiveRunner:
             finish_timeout_s=LIVE_FINISH_TIMEOUT_S)
         return self.current
 
+    def subscribe(self, fn: Callable[[Event], None]) -> None:
+        """Subscribe ``fn`` to the bus, handing it first the ``call_started`` of the call in
+        progress: the runner's first call starts when the runner is made, before a service
+        wires its sinks, and a sink that never saw a call start (the fleet's) ignores the
+        call's cues and end."""
+        self.bus.subscribe(fn)
+        fn(self.current.start_event)
+
     @property
     def idle(self) -> bool:
         """Between calls: the last call ended by idle time and the line is watched."""

@@ -84,7 +84,11 @@ class CallSession:
         self.end_reason: EndReason | None = None
         self._wall = started_at is not None
         wall = iso_utc(started_at) if started_at is not None else ""
-        emit(CallStarted(call_id, lang, agent_id=agent_id, source=source, started_at=wall))
+        self.start_event = CallStarted(call_id, lang, agent_id=agent_id, source=source,
+                                       started_at=wall)
+        """The call's first event (emitted here; :meth:`LiveRunner.subscribe` hands it to a
+        subscriber that comes after the call began)."""
+        emit(self.start_event)
 
     @property
     def call_id(self) -> str:
