@@ -36,7 +36,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "engine": ("test_call_control", "test_corpus", "test_corpus_real", "test_engine",
                "test_quality", "test_quality_real", "test_session", "test_tap_quality"),
     "e2e": ("test_asr", "test_asr_cli", "test_cli", "test_fleet_broker", "test_fleet_console",
-            "test_console_cli",
+            "test_console_cli", "test_fleet_tap",
             "test_dashboard",
             "test_dashboard_views",
             "test_health",
