@@ -167,3 +167,33 @@ def test_a_box_restarted_with_a_full_outbox_delivers_every_summary_once(
             await svc.stop()
 
     asyncio.run(scenario())
+
+
+def test_a_box_authenticated_by_its_client_certificate(
+        broker: mqttbroker.MosquittoBroker, tmp_path: Path) -> None:
+    """A site that gives each box a certificate instead of a password: the certificate's
+    name is the box's user for the broker's ACL, so it writes its own topics only."""
+    cert, key = broker.ca.client_cert("box1")
+
+    async def scenario() -> None:
+        svc = _console(broker, tmp_path / "console")
+        await svc.start()
+        await until(lambda: svc.ingest.connected, "the console connects")
+        cfg = FleetConfig(enabled=True, broker=broker.cert_url, box_id="box1", site=SITE,
+                          client_cert=str(cert), client_key=str(key),
+                          ca_file=str(broker.ca_file), reconnect_min_s=0.2,
+                          reconnect_max_s=1.0, stop_flush_s=5.0)
+        pub = Publisher(cfg, Outbox.open(outbox_path(tmp_path / "box1")), password="")
+        pub.start()
+        try:
+            sink = FleetSink(pub, figures=None, stats_interval_s=60.0, clock=time.monotonic)
+            _call(sink, "cert-1", cues=2)
+            await until(lambda: (row := svc.store.call(SITE, "box1", "cert-1")) is not None
+                        and row["ended_at"] is not None, "the call arrives", poll_s=0.05)
+            _assert_each_call_once(svc, "box1", ["cert-1"], cues=2)
+            assert pub.health()["last_error"] is None and pub.denied == 0
+        finally:
+            pub.stop(0)
+            await svc.stop()
+
+    asyncio.run(scenario())
