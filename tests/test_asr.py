@@ -75,6 +75,12 @@ def test_digit_runs_are_masked():
     assert mask_digit_runs("vier zwei vier zwei bitte") == "••• bitte"
     assert mask_digit_runs("deux trois") == "deux trois"  # two numbers are not a run
     assert mask_digit_runs("one moment please") == "one moment please"
+    # Korean: digit syllables spaced or run together, native numbers, bracketed digits
+    assert mask_digit_runs("번호는 공일공 일이삼사 오육칠팔 입니다") == "번호는 ••• 입니다"
+    assert mask_digit_runs("카드 번호 일 이 삼 사") == "카드 번호 •••"
+    assert mask_digit_runs("하나 둘 셋 넷 맞아요") == "••• 맞아요"
+    assert mask_digit_runs("[4] [02] [5] 감사") == "••• 감사"
+    assert mask_digit_runs("오늘 일이 많아요 이 사 감사") == "오늘 일이 많아요 이 사 감사"
 
 
 class _SlowFake:

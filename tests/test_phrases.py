@@ -102,6 +102,16 @@ def test_german_greeting_with_surname_only_and_a_lost_umlaut():
     assert len(cues) == 1 and cues[0].message.startswith("Good")
 
 
+def test_korean_greeting_with_the_name_before_its_ending_and_any_spacing():
+    rule = rule_for("ko", agent_name="김민수", company="한빛통신")
+    words = say("agent", "안녕하십니까 한빛 통신 상담원 김민수입니다 무엇을 도와 드릴까요", 0.5)
+    cues = kinds(simulate(rule, 30.0, words), "greeting")
+    assert len(cues) == 1 and cues[0].message.startswith("Good")
+    rule = rule_for("ko", agent_name="김민수")
+    cues = kinds(simulate(rule, 30.0, say("agent", "네 김민수입니다", 0.5)), "greeting")
+    assert [c.message for c in cues] == ["Greeting: offer your help"]
+
+
 def test_french_greeting_missing_the_offer():
     rule = rule_for("fr", company="Banque Lune")
     words = say("agent", "Banque Lune bonjour, c'est Marie à l'appareil.", 0.5)
@@ -118,11 +128,12 @@ def test_no_agent_words_means_no_greeting_judgement():
 # -- hold permission --------------------------------------------------------------------------
 ASK = {"en": "May I put you on hold for a moment?",
        "de": "Darf ich Sie kurz in die Warteschleife legen?",
-       "fr": "Puis-je vous mettre en attente un instant ?"}
-YES = {"en": "sure no problem", "de": "ja gern", "fr": "oui bien sûr"}
+       "fr": "Puis-je vous mettre en attente un instant ?",
+       "ko": "확인해 보겠습니다 잠시만 기다려 주시겠어요?"}
+YES = {"en": "sure no problem", "de": "ja gern", "fr": "oui bien sûr", "ko": "네 괜찮아요"}
 
 
-@pytest.mark.parametrize("lang", ["en", "de", "fr"])
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "ko"])
 def test_hold_asked_and_answered_is_fine(lang):
     rule = rule_for(lang)
     words = say("agent", ASK[lang], 20.0) + say("customer", YES[lang], 24.0)
@@ -132,7 +143,7 @@ def test_hold_asked_and_answered_is_fine(lang):
     assert hp["holds"] == 1 and hp["ok"] == 1 and hp["answered_yes"] == 1
 
 
-@pytest.mark.parametrize("lang", ["en", "de", "fr"])
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "ko"])
 def test_hold_asked_but_not_answered(lang):
     rule = rule_for(lang)
     cues = simulate(rule, 60.0, say("agent", ASK[lang], 20.0), holds=[(24.0, 40.0)])
@@ -143,7 +154,7 @@ def test_hold_asked_but_not_answered(lang):
     assert 24.0 + 3.0 <= c[0].t_s <= 24.0 + 3.1  # after the recogniser's lag
 
 
-@pytest.mark.parametrize("lang", ["en", "de", "fr"])
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "ko"])
 def test_hold_not_asked(lang):
     rule = rule_for(lang)
     words = say("agent", "okay let me check that", 20.0) + say("customer", YES[lang], 22.0)
@@ -195,9 +206,11 @@ def test_hold_requested_s_is_set_until_a_hold_follows_and_expires():
 # -- after the hold ---------------------------------------------------------------------------
 THANKS = {"en": "Thank you for holding, I found your order",
           "de": "Danke für Ihre Geduld, ich habe Ihre Bestellung",
-          "fr": "Merci d'avoir patienté, j'ai trouvé votre commande"}
+          "fr": "Merci d'avoir patienté, j'ai trouvé votre commande",
+          "ko": "기다려 주셔서 감사합니다 주문 내역을 찾았습니다"}
 NO_THANKS = {"en": "So I found your order", "de": "Also ich habe Ihre Bestellung",
-             "fr": "Alors j'ai trouvé votre commande"}
+             "fr": "Alors j'ai trouvé votre commande",
+             "ko": "네 주문 내역을 찾았습니다"}
 
 
 def _hold_call(lang, after):
@@ -207,7 +220,7 @@ def _hold_call(lang, after):
     return rule, simulate(rule, 70.0, words, holds=[(26.0, 40.0)])
 
 
-@pytest.mark.parametrize("lang", ["en", "de", "fr"])
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "ko"])
 def test_thanks_after_hold(lang):
     rule, cues = _hold_call(lang, THANKS[lang])
     assert kinds(cues, "hold_no_thanks") == []
@@ -233,10 +246,11 @@ def test_thanks_said_too_late_or_silence_after_hold():
 # -- closing ----------------------------------------------------------------------------------
 CLOSE = {"en": ("Is there anything else I can help with?", "Thank you for calling, goodbye"),
          "de": ("Kann ich sonst noch etwas für Sie tun?", "Danke für Ihren Anruf"),
-         "fr": ("Puis-je faire autre chose pour vous ?", "Merci de votre appel, au revoir")}
+         "fr": ("Puis-je faire autre chose pour vous ?", "Merci de votre appel, au revoir"),
+         "ko": ("혹시 더 궁금하신 점 있으신가요?", "전화 주셔서 감사합니다 좋은 하루 되세요")}
 
 
-@pytest.mark.parametrize("lang", ["en", "de", "fr"])
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "ko"])
 def test_closing_present(lang):
     q, th = CLOSE[lang]
     rule = rule_for(lang)
@@ -245,7 +259,7 @@ def test_closing_present(lang):
     assert rule.summary()["closing"] == {"question": True, "thanks": True}
 
 
-@pytest.mark.parametrize("lang", ["en", "de", "fr"])
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "ko"])
 def test_closing_missing_question(lang):
     q, th = CLOSE[lang]
     rule = rule_for(lang)
@@ -277,6 +291,7 @@ def test_closing_window_is_configurable():
     ("en", "so if I understand correctly the bill is wrong"),
     ("de", "wenn ich Sie richtig verstehe ist die Rechnung falsch"),
     ("fr", "si je comprends bien la facture est fausse"),
+    ("ko", "제가 이해한 게 맞다면 요금이 두 번 청구된 거죠"),
 ])
 def test_restating_gets_a_positive_cue_at_most_once_a_minute(lang, text):
     rule = rule_for(lang)
@@ -295,6 +310,7 @@ def test_restating_near_miss():
 @pytest.mark.parametrize("lang, text", [
     ("en", "I'll call you back tomorrow"), ("de", "ich rufe Sie morgen zurück"),
     ("fr", "je vous rappelle demain"),
+    ("ko", "다시 전화 드리겠습니다 내일 오전에요"),
 ])
 def test_promised_callbacks_are_cued_and_listed(lang, text):
     rule = rule_for(lang)
