@@ -25,9 +25,11 @@ def _pf(active):
     )
 
 
-def simulate(rule, duration, words=(), *, holds=(), customer_speech=(), lag=0.6, close=True):
+def simulate(rule, duration, words=(), *, holds=(), customer_speech=(), lag=0.6, close=True,
+             heard_lag=None):
     """Drive ``rule`` like the engine: 32 ms frames, each word delivered ``lag`` s after it
-    ended; holds as (start, end) with the real start in the hold view."""
+    ended; holds as (start, end) with the real start in the hold view.  ``heard_lag``: the
+    recognizer reports having delivered every word said before ``t - heard_lag``."""
     pending = sorted(words, key=lambda w: w.end_s)
     cues: list[Cue] = []
     t = 0.0
@@ -37,6 +39,8 @@ def simulate(rule, duration, words=(), *, holds=(), customer_speech=(), lag=0.6,
         hold = next(((s, e) for s, e in holds if s <= mid < e), None)
         hv = HoldView(True, hold[0], "muted") if hold else HoldView(False, None, None)
         cust = any(s <= mid < e for s, e in customer_speech)
+        if heard_lag is not None:
+            rule.heard(t - heard_lag)
         cues += rule.on_frame(FrameContext(t0, t, _pf(False), _pf(cust), hv))
         due = [w for w in pending if w.end_s + lag <= t]
         if due:
@@ -180,6 +184,40 @@ def test_a_request_older_than_a_minute_does_not_count():
     words = say("agent", ASK["en"], 5.0) + say("customer", "sure", 8.0)
     cues = simulate(rule, 110.0, words, holds=[(80.0, 95.0)])
     assert len(kinds(cues, "hold_no_permission")) == 1
+
+
+def _late_call(rule):
+    """Greeting, a hold asked for and thanked for: every word back 25 s after it was said
+    (a file analysed faster than its recognizer decodes it)."""
+    words = (say("agent", "Hello, this is Tom speaking, how may I help you?", 0.5)
+             + say("agent", ASK["en"], 30.0) + say("customer", YES["en"], 34.0)
+             + say("agent", "thank you for holding", 50.5))
+    return simulate(rule, 90.0, words, holds=[(36.0, 50.0)], lag=25.0, heard_lag=25.5)
+
+
+def test_word_checks_wait_for_the_recognizers_progress_rather_than_a_fixed_lag():
+    rule = rule_for()
+    cues = _late_call(rule)  # no progress reports: the fixed 3 s lag is too short here
+    s = rule.summary()
+    assert s["greeting"] is None  # judged before any word came back: no judgement
+    assert s["hold_permission"]["not_asked"] == 1  # a false warning: the request came late
+    assert [c.message for c in kinds(cues, "hold_no_permission")] == ["Ask before putting on hold"]
+    rule = rule_for()
+    rule.follow_recognizer(None)
+    cues = _late_call(rule)
+    s = rule.summary()
+    assert s["greeting"] == {"name": True, "company": None, "offer": True}
+    assert s["hold_permission"]["ok"] == 1 and s["hold_thanks"]["ok"] == 1
+    assert not kinds(cues, "hold_no_permission") and not kinds(cues, "hold_no_thanks")
+
+
+def test_a_live_check_waits_for_late_words_only_so_long():
+    rule = rule_for()
+    rule.follow_recognizer(15.0)  # the recognizer never reports progress
+    cues = simulate(rule, 60.0, say("agent", "Hello, this is Tom speaking", 0.5))
+    c = kinds(cues, "greeting")
+    assert [x.message for x in c] == ["Greeting: offer your help"]
+    assert 35.0 <= c[0].t_s <= 35.1  # the 20 s window, then 15 s for late words
 
 
 def test_late_recognised_request_before_the_hold_still_counts():
