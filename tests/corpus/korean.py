@@ -4,7 +4,7 @@
 Each call follows a contact-centre script — greeting, the caller's problem, an explanation,
 optionally a hold (asked or not, thanked for or not), the closing (question and thanks, or
 one of them missing) — with hesitation fillers (음, 어, 그, 저) said as words of their own
-between the agent's sentences.  Several agent and caller voices and rates; room noise on
+between the agent's sentences, drawn out (0.5–0.9 s) on a level pitch as people hesitate.  Several agent and caller voices and rates; room noise on
 every call, line echo on some, and a telephone-band share (300–3400 Hz, 8 kHz µ-law).
 Holds are marked (``hold_start`` / ``hold_end``) with the agent's microphone muted.
 
@@ -21,13 +21,15 @@ build it once per session into a temporary folder (about 1 s a call).
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soxr
 
 from .mix import TEL_RATE_HZ, echo, room_noise, telephone, write_wav
-from .speech import Synth, Utt
+from .speech import ESPEAK_RATE_HZ, Synth, Utt, _analyse
 
 RATE_HZ = 16000
 SPEECH_DBFS = -20.0
@@ -129,12 +131,36 @@ class _Call:
         return self.say(party, text)
 
     def filler(self) -> None:
+        """A hesitation as people make it: drawn out (0.6–0.9 s) on a level pitch."""
         word = FILLERS[int(self.rng.integers(len(FILLERS)))]
-        s, e = self.say("agent", word, gap=(0.3, 0.6))
+        u = _drawn_out(self.spec["agent_voice"], word)
+        start = self.t + float(self.rng.uniform(0.3, 0.6))
+        self.placed.append(("agent", start, u))
+        self.words["agent"] += 1
+        self.t = start + u.dur
+        s, e = start + u.segs[0][0], start + u.segs[-1][1]
         self.fillers.append({"word": word, "start": round(s, 3), "end": round(e, 3)})
 
     def pause(self, seconds: float) -> None:
         self.t += seconds
+
+
+_DRAWN: dict[tuple[str, str], Utt] = {}
+
+
+def _drawn_out(voice: str, word: str) -> Utt:
+    """``word`` slow and on a level pitch (SSML prosody range x-low), at 16 kHz."""
+    key = (voice, word)
+    if key not in _DRAWN:
+        ssml = f'<speak><prosody range="x-low" rate="x-slow">{word}</prosody></speak>'
+        out = subprocess.run(["espeak-ng", "-v", voice, "-m", "--stdout", ssml],
+                             capture_output=True, check=True).stdout
+        pcm = out[out.find(b"data") + 8:]
+        x = np.frombuffer(pcm[: len(pcm) // 2 * 2], "<i2").astype(np.float32) / 32768.0
+        u = _analyse(x, word)
+        audio = soxr.resample(u.audio, ESPEAK_RATE_HZ, RATE_HZ, quality="HQ").astype(np.float32)
+        _DRAWN[key] = Utt(audio, u.segs, word, 1, RATE_HZ)
+    return _DRAWN[key]
 
 
 def _script(c: _Call) -> dict[str, Any]:
