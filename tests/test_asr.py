@@ -75,6 +75,12 @@ def test_digit_runs_are_masked():
     assert mask_digit_runs("vier zwei vier zwei bitte") == "••• bitte"
     assert mask_digit_runs("deux trois") == "deux trois"  # two numbers are not a run
     assert mask_digit_runs("one moment please") == "one moment please"
+    # Korean: digit syllables spaced or run together, native numbers, bracketed digits
+    assert mask_digit_runs("번호는 공일공 일이삼사 오육칠팔 입니다") == "번호는 ••• 입니다"
+    assert mask_digit_runs("카드 번호 일 이 삼 사") == "카드 번호 •••"
+    assert mask_digit_runs("하나 둘 셋 넷 맞아요") == "••• 맞아요"
+    assert mask_digit_runs("[4] [02] [5] 감사") == "••• 감사"
+    assert mask_digit_runs("오늘 일이 많아요 이 사 감사") == "오늘 일이 많아요 이 사 감사"
 
 
 class _SlowFake:
@@ -120,6 +126,36 @@ def test_a_slow_recognizer_never_blocks_live_audio_and_counts_drops():
     assert len(ok) == 50 and not all(ok) and w.dropped_items == ok.count(False) > 0
     results = w.close(timeout_s=HANG_S)
     assert results and results[0][0][0].word == "x"
+
+
+def test_session_reports_how_far_every_partys_words_have_come_back():
+    from appliance.engine.conversation import FrameContext, HoldView, PartyFrame
+
+    def pf(speaking):
+        return PartyFrame(prob=0.9 if speaking else 0.0, level_dbfs=-30.0, echo=False,
+                          active=speaking, speaking=speaking, spurt_start_s=None,
+                          f0_hz=float("nan"), digital_silence=False, noise_floor_dbfs=-60.0,
+                          music=False, nuclei_s=())
+
+    release = threading.Event()
+
+    class Held(_SlowFake):
+        def AcceptWaveform(self, data: bytes) -> bool:
+            release.wait()
+            return super().AcceptWaveform(data)
+
+    cfg = Config().asr
+    asr = AsrSession(Held, cfg, block_when_full=True, parties=("agent",))
+    window = np.zeros((2, 512), np.int16)
+    for i in range(100):  # agent speaks 1.0..2.0 s, then quiet
+        t0 = i * F
+        ctx = FrameContext(t0, t0 + F, pf(1.0 <= t0 < 2.0), pf(False), HoldView(False, None, None))
+        asr.tap(ctx, window)
+    onset = (32 - round(cfg.preroll_s / F)) * F  # first speaking frame 32, with its pre-roll
+    assert asr.heard_s(3.2) == pytest.approx(onset)  # that segment is not decoded yet
+    release.set()
+    results = asr.finish(timeout_s=HANG_S)
+    assert results and asr.heard_s(3.2) == 3.2  # decoded and finalised: all words are back
 
 
 def test_file_mode_waits_instead_of_dropping():

@@ -75,8 +75,10 @@ def test_korean_call_gets_words_and_masked_transcripts(models_dir, ko_call, caps
     assert summary["rate"]["agent"]["wpm"] is not None
     assert summary["words"]["agent"] == summary["asr"]["words"]["agent"]
     assert summary["wpm"]["agent"] == summary["rate"]["agent"]["wpm"]
-    # no locale file for Korean: phrase checks are off and say so; words and rate still work
-    assert summary["phrases"] == "unavailable for language ko"
+    # Korean has word lists: the phrase checks run on the recognised words and are judged
+    assert "phrases" not in summary
+    assert summary["greeting"] is not None and summary["closing"] is not None
+    assert summary["fillers"]["sources"] == ["asr", "acoustic"]
     # no transcript text in the logs, ever
     text = " ".join(e["data"]["text"] for e in tr)
     words = [w for w in text.split() if len(w) >= 2 and w != "•••"]

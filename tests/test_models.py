@@ -164,7 +164,7 @@ def test_catalog_urls_are_on_the_official_site():
     e = catalog.catalog_entry("vosk-model-small-de-0.15")
     assert e is not None and e.lang == "de" and e.sample_rate_hz == 16000
     assert e.url == "https://alphacephei.com/vosk/models/vosk-model-small-de-0.15.zip"
-    assert {x.lang for x in catalog.CATALOG} == {"de", "fr", "en"}
+    assert {x.lang for x in catalog.CATALOG} == {"de", "fr", "en", "ko"}
 
 
 # -- install -------------------------------------------------------------------------------

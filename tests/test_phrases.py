@@ -25,9 +25,11 @@ def _pf(active):
     )
 
 
-def simulate(rule, duration, words=(), *, holds=(), customer_speech=(), lag=0.6, close=True):
+def simulate(rule, duration, words=(), *, holds=(), customer_speech=(), lag=0.6, close=True,
+             heard_lag=None):
     """Drive ``rule`` like the engine: 32 ms frames, each word delivered ``lag`` s after it
-    ended; holds as (start, end) with the real start in the hold view."""
+    ended; holds as (start, end) with the real start in the hold view.  ``heard_lag``: the
+    recognizer reports having delivered every word said before ``t - heard_lag``."""
     pending = sorted(words, key=lambda w: w.end_s)
     cues: list[Cue] = []
     t = 0.0
@@ -37,6 +39,8 @@ def simulate(rule, duration, words=(), *, holds=(), customer_speech=(), lag=0.6,
         hold = next(((s, e) for s, e in holds if s <= mid < e), None)
         hv = HoldView(True, hold[0], "muted") if hold else HoldView(False, None, None)
         cust = any(s <= mid < e for s, e in customer_speech)
+        if heard_lag is not None:
+            rule.heard(t - heard_lag)
         cues += rule.on_frame(FrameContext(t0, t, _pf(False), _pf(cust), hv))
         due = [w for w in pending if w.end_s + lag <= t]
         if due:
@@ -102,6 +106,16 @@ def test_german_greeting_with_surname_only_and_a_lost_umlaut():
     assert len(cues) == 1 and cues[0].message.startswith("Good")
 
 
+def test_korean_greeting_with_the_name_before_its_ending_and_any_spacing():
+    rule = rule_for("ko", agent_name="김민수", company="한빛통신")
+    words = say("agent", "안녕하십니까 한빛 통신 상담원 김민수입니다 무엇을 도와 드릴까요", 0.5)
+    cues = kinds(simulate(rule, 30.0, words), "greeting")
+    assert len(cues) == 1 and cues[0].message.startswith("Good")
+    rule = rule_for("ko", agent_name="김민수")
+    cues = kinds(simulate(rule, 30.0, say("agent", "네 김민수입니다", 0.5)), "greeting")
+    assert [c.message for c in cues] == ["Greeting: offer your help"]
+
+
 def test_french_greeting_missing_the_offer():
     rule = rule_for("fr", company="Banque Lune")
     words = say("agent", "Banque Lune bonjour, c'est Marie à l'appareil.", 0.5)
@@ -118,11 +132,12 @@ def test_no_agent_words_means_no_greeting_judgement():
 # -- hold permission --------------------------------------------------------------------------
 ASK = {"en": "May I put you on hold for a moment?",
        "de": "Darf ich Sie kurz in die Warteschleife legen?",
-       "fr": "Puis-je vous mettre en attente un instant ?"}
-YES = {"en": "sure no problem", "de": "ja gern", "fr": "oui bien sûr"}
+       "fr": "Puis-je vous mettre en attente un instant ?",
+       "ko": "확인해 보겠습니다 잠시만 기다려 주시겠어요?"}
+YES = {"en": "sure no problem", "de": "ja gern", "fr": "oui bien sûr", "ko": "네 괜찮아요"}
 
 
-@pytest.mark.parametrize("lang", ["en", "de", "fr"])
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "ko"])
 def test_hold_asked_and_answered_is_fine(lang):
     rule = rule_for(lang)
     words = say("agent", ASK[lang], 20.0) + say("customer", YES[lang], 24.0)
@@ -132,7 +147,7 @@ def test_hold_asked_and_answered_is_fine(lang):
     assert hp["holds"] == 1 and hp["ok"] == 1 and hp["answered_yes"] == 1
 
 
-@pytest.mark.parametrize("lang", ["en", "de", "fr"])
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "ko"])
 def test_hold_asked_but_not_answered(lang):
     rule = rule_for(lang)
     cues = simulate(rule, 60.0, say("agent", ASK[lang], 20.0), holds=[(24.0, 40.0)])
@@ -143,7 +158,7 @@ def test_hold_asked_but_not_answered(lang):
     assert 24.0 + 3.0 <= c[0].t_s <= 24.0 + 3.1  # after the recogniser's lag
 
 
-@pytest.mark.parametrize("lang", ["en", "de", "fr"])
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "ko"])
 def test_hold_not_asked(lang):
     rule = rule_for(lang)
     words = say("agent", "okay let me check that", 20.0) + say("customer", YES[lang], 22.0)
@@ -171,6 +186,40 @@ def test_a_request_older_than_a_minute_does_not_count():
     assert len(kinds(cues, "hold_no_permission")) == 1
 
 
+def _late_call(rule):
+    """Greeting, a hold asked for and thanked for: every word back 25 s after it was said
+    (a file analysed faster than its recognizer decodes it)."""
+    words = (say("agent", "Hello, this is Tom speaking, how may I help you?", 0.5)
+             + say("agent", ASK["en"], 30.0) + say("customer", YES["en"], 34.0)
+             + say("agent", "thank you for holding", 50.5))
+    return simulate(rule, 90.0, words, holds=[(36.0, 50.0)], lag=25.0, heard_lag=25.5)
+
+
+def test_word_checks_wait_for_the_recognizers_progress_rather_than_a_fixed_lag():
+    rule = rule_for()
+    cues = _late_call(rule)  # no progress reports: the fixed 3 s lag is too short here
+    s = rule.summary()
+    assert s["greeting"] is None  # judged before any word came back: no judgement
+    assert s["hold_permission"]["not_asked"] == 1  # a false warning: the request came late
+    assert [c.message for c in kinds(cues, "hold_no_permission")] == ["Ask before putting on hold"]
+    rule = rule_for()
+    rule.follow_recognizer(None)
+    cues = _late_call(rule)
+    s = rule.summary()
+    assert s["greeting"] == {"name": True, "company": None, "offer": True}
+    assert s["hold_permission"]["ok"] == 1 and s["hold_thanks"]["ok"] == 1
+    assert not kinds(cues, "hold_no_permission") and not kinds(cues, "hold_no_thanks")
+
+
+def test_a_live_check_waits_for_late_words_only_so_long():
+    rule = rule_for()
+    rule.follow_recognizer(15.0)  # the recognizer never reports progress
+    cues = simulate(rule, 60.0, say("agent", "Hello, this is Tom speaking", 0.5))
+    c = kinds(cues, "greeting")
+    assert [x.message for x in c] == ["Greeting: offer your help"]
+    assert 35.0 <= c[0].t_s <= 35.1  # the 20 s window, then 15 s for late words
+
+
 def test_late_recognised_request_before_the_hold_still_counts():
     rule = rule_for()
     words = say("agent", ASK["en"], 20.0) + say("customer", "yes", 23.5)
@@ -195,9 +244,11 @@ def test_hold_requested_s_is_set_until_a_hold_follows_and_expires():
 # -- after the hold ---------------------------------------------------------------------------
 THANKS = {"en": "Thank you for holding, I found your order",
           "de": "Danke für Ihre Geduld, ich habe Ihre Bestellung",
-          "fr": "Merci d'avoir patienté, j'ai trouvé votre commande"}
+          "fr": "Merci d'avoir patienté, j'ai trouvé votre commande",
+          "ko": "기다려 주셔서 감사합니다 주문 내역을 찾았습니다"}
 NO_THANKS = {"en": "So I found your order", "de": "Also ich habe Ihre Bestellung",
-             "fr": "Alors j'ai trouvé votre commande"}
+             "fr": "Alors j'ai trouvé votre commande",
+             "ko": "네 주문 내역을 찾았습니다"}
 
 
 def _hold_call(lang, after):
@@ -207,7 +258,7 @@ def _hold_call(lang, after):
     return rule, simulate(rule, 70.0, words, holds=[(26.0, 40.0)])
 
 
-@pytest.mark.parametrize("lang", ["en", "de", "fr"])
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "ko"])
 def test_thanks_after_hold(lang):
     rule, cues = _hold_call(lang, THANKS[lang])
     assert kinds(cues, "hold_no_thanks") == []
@@ -233,10 +284,11 @@ def test_thanks_said_too_late_or_silence_after_hold():
 # -- closing ----------------------------------------------------------------------------------
 CLOSE = {"en": ("Is there anything else I can help with?", "Thank you for calling, goodbye"),
          "de": ("Kann ich sonst noch etwas für Sie tun?", "Danke für Ihren Anruf"),
-         "fr": ("Puis-je faire autre chose pour vous ?", "Merci de votre appel, au revoir")}
+         "fr": ("Puis-je faire autre chose pour vous ?", "Merci de votre appel, au revoir"),
+         "ko": ("혹시 더 궁금하신 점 있으신가요?", "전화 주셔서 감사합니다 좋은 하루 되세요")}
 
 
-@pytest.mark.parametrize("lang", ["en", "de", "fr"])
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "ko"])
 def test_closing_present(lang):
     q, th = CLOSE[lang]
     rule = rule_for(lang)
@@ -245,7 +297,7 @@ def test_closing_present(lang):
     assert rule.summary()["closing"] == {"question": True, "thanks": True}
 
 
-@pytest.mark.parametrize("lang", ["en", "de", "fr"])
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "ko"])
 def test_closing_missing_question(lang):
     q, th = CLOSE[lang]
     rule = rule_for(lang)
@@ -277,6 +329,7 @@ def test_closing_window_is_configurable():
     ("en", "so if I understand correctly the bill is wrong"),
     ("de", "wenn ich Sie richtig verstehe ist die Rechnung falsch"),
     ("fr", "si je comprends bien la facture est fausse"),
+    ("ko", "제가 이해한 게 맞다면 요금이 두 번 청구된 거죠"),
 ])
 def test_restating_gets_a_positive_cue_at_most_once_a_minute(lang, text):
     rule = rule_for(lang)
@@ -295,6 +348,7 @@ def test_restating_near_miss():
 @pytest.mark.parametrize("lang, text", [
     ("en", "I'll call you back tomorrow"), ("de", "ich rufe Sie morgen zurück"),
     ("fr", "je vous rappelle demain"),
+    ("ko", "다시 전화 드리겠습니다 내일 오전에요"),
 ])
 def test_promised_callbacks_are_cued_and_listed(lang, text):
     rule = rule_for(lang)

@@ -133,11 +133,53 @@ def test_french_apostrophes_accents_and_split_words():
     assert not found("fr", "closing_question", "une chose")
 
 
+def test_hangul_is_folded_to_syllable_blocks_and_fillers_collapse_repeats():
+    assert tokens("잠시만 기다려 주시겠어요?") == ("잠시만", "기다려", "주시겠어요")
+    decomposed = "\u1100\u1161\u11b7\u1109\u1161"  # « 감사 » as conjoining jamo
+    assert tokens(decomposed) == ("감사",)
+    assert compact("어어") == compact("어") == "어" and compact("음") != compact("으음")
+    assert tokens("[4] [쩜]") == ("4", "쩜")  # the Korean model's bracketed tokens
+
+
+def test_korean_tolerance_counts_syllables_not_letters():
+    assert similar("기다려", "기다리")  # 3 syllables: one
+    assert not similar("전화", "저놔")  # 2 syllables: exact only
+    assert similar("감사합니다", "감사함니다")  # as pronounced
+    assert not similar("감사합니다", "감사하니")  # two syllables off a 5-syllable word
+    assert similar("도와드릴까요", "도와줄까요")  # 6 syllables: two
+    assert similar("김민수", "김민수입니다")  # a word with its ending
+    assert not similar("네", "네트워크")  # one syllable never takes an ending
+
+
+@pytest.mark.parametrize("text", [
+    "무엇을 도와드릴까요", "무엇을 도와 드릴까요", "무 엇을 도와드 릴까요",  # any spacing
+    "고객님 무엇을 도와드릴까요?", "무엇을 좀 도와드릴까요", "무엇을 도와드릴가요",
+])
+def test_korean_phrases_match_whatever_the_spacing(text):
+    assert found("ko", "greeting_offer", text)
+
+
+def test_korean_checks_do_not_take_each_others_sentences():
+    thanks = "잠시만 기다려 주셔서 감사합니다"
+    assert found("ko", "hold_thanks", thanks)
+    assert not found("ko", "hold_request", thanks)  # thanking is not asking
+    assert not found("ko", "closing_thanks", thanks)  # nor thanks for calling
+    assert found("ko", "hold_request", "잠시만 기다려 주시겠어요")
+    assert not found("ko", "hold_thanks", "잠시만 기다려 주시겠어요")
+    assert not found("ko", "hold_request", "잠시만요 확인해 보겠습니다")
+    assert found("ko", "closing_question", "혹시 더 궁금하신 점이 있으신가요")
+    assert not found("ko", "closing_question", "궁금하신 점")
+    assert found("ko", "closing_thanks", "전화 주셔서 감사합니다")
+    assert not found("ko", "closing_thanks", "감사합니다")
+    assert found("ko", "name_intro", "안녕하세요 상담원 김민수입니다")
+
+
 def test_one_word_recognition_error_still_matches_in_each_language():
     assert found("en", "hold_request", "may I put you on hole")
     assert found("de", "hold_request", "darf ich Sie kurz in die Warteschleiffe legen")
     assert found("fr", "hold_thanks", "merci de votre patiance")
     assert not found("en", "hold_request", "may I put you on")
+    assert found("ko", "hold_thanks", "기다려 주셔서 감사함니다")
 
 
 def test_strict_phrase_sets_need_exact_words():
@@ -161,7 +203,7 @@ def test_buffer_keeps_late_words_in_time_order_and_forgets_old_ones():
 
 # -- locale files -----------------------------------------------------------------------------
 def test_bundled_languages_load_and_regional_codes_fall_back():
-    for lang in ("en", "de", "fr"):
+    for lang in ("en", "de", "fr", "ko"):
         loc = load_locale(lang)
         assert isinstance(loc, Locale) and loc.language == lang
     de_at = load_locale("de-AT")
@@ -176,16 +218,18 @@ def test_bundled_languages_load_and_regional_codes_fall_back():
     ("en", ["um", "uh", "er", "erm", "hmm"]),
     ("de", ["äh", "ähm", "öh", "hm", "aehm"]),
     ("fr", ["euh", "heu", "ben", "bah", "hein"]),
+    ("ko", ["음", "어", "그", "저"]),
 ])
 def test_spec_fillers_are_listed_and_backchannels_are_not_fillers(lang, required):
     loc = load_locale(lang)
     assert loc is not None
     fillers = {compact(f) for f in loc.fillers}
     assert {compact(r) for r in required} <= fillers
-    assert "mhm" not in fillers and "mhm" in {compact(b) for b in loc.backchannels}
+    listening = "네" if lang == "ko" else "mhm"
+    assert listening not in fillers and listening in {compact(b) for b in loc.backchannels}
 
 
-@pytest.mark.parametrize("lang", ["en", "de", "fr"])
+@pytest.mark.parametrize("lang", ["en", "de", "fr", "ko"])
 def test_every_phrase_list_has_variants_and_each_phrase_matches_itself(lang):
     loc = load_locale(lang)
     assert loc is not None
@@ -292,7 +336,7 @@ def test_cooldown_and_rearm():
 
 @pytest.mark.parametrize("lang, spoken", [
     ("de", ["Ähm", "aehm", "äh", "hmm"]), ("fr", ["euh", "Euhh", "ben", "hein"]),
-    ("en", ["Um", "uhh", "erm", "hmmm"]),
+    ("en", ["Um", "uhh", "erm", "hmmm"]), ("ko", ["음", "어어", "그", "저"]),
 ])
 def test_spelling_variants_are_counted(lang, spoken):
     rule = filler_rule(lang)

@@ -20,7 +20,7 @@ class CatalogEntry:
     name: str
     """The model's official name, also the directory its zip unpacks to."""
     lang: str
-    """Language code the appliance uses for it (``en``, ``de``, ``fr``)."""
+    """Language code the appliance uses for it (``en``, ``de``, ``fr``, ``ko``)."""
     sample_rate_hz: int
     """Sample rate the model expects."""
     size_mb: int
@@ -36,6 +36,7 @@ CATALOG: tuple[CatalogEntry, ...] = (
     CatalogEntry("vosk-model-small-de-0.15", "de", 16000, 45),
     CatalogEntry("vosk-model-small-fr-0.22", "fr", 16000, 41),
     CatalogEntry("vosk-model-small-en-us-0.15", "en", 16000, 40),
+    CatalogEntry("vosk-model-small-ko-0.22", "ko", 16000, 82),
 )
 
 

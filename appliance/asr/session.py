@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,10 @@ class AsrSession:
         self.worker = RecognizerWorker(make_recognizer, self.parties,
                                        queue_items=queue_items(cfg),
                                        block_when_full=block_when_full, pool=pool)
+        # call times at which the gated segments not yet finalised began, per party
+        self._open: dict[Party, deque[float]] = {p: deque() for p in self.parties}
+        self._in_segment: dict[Party, bool] = dict.fromkeys(self.parties, False)
+        self._finalised: dict[Party, int] = dict.fromkeys(self.parties, 0)
 
     def tap(self, ctx: FrameContext, window: np.ndarray) -> None:
         """The engine's per-frame tap: gate each party's frame into the worker."""
@@ -95,8 +100,27 @@ class AsrSession:
             if gate is None:
                 continue
             out = gate.push(ctx.t0_s, window[i], ctx.party(p).speaking)
+            if len(out.pcm) and not self._in_segment[p]:
+                self._in_segment[p] = True
+                self._open[p].append(out.t_s)
+            if out.end_of_segment:
+                self._in_segment[p] = False
             if len(out.pcm) or out.end_of_segment:
                 self.worker.submit(p, out.t_s, out.pcm, out.end_of_segment)
+
+    def heard_s(self, now_s: float) -> float:
+        """Call time up to which every party's words have come back: the start of the
+        oldest segment the recognizer has not finalised, else ``now_s``.  Read it *before*
+        :meth:`poll`: the words of every segment counted as finalised are then in the poll."""
+        out = now_s
+        for p in self.parties:
+            done, q = self.worker.segments_done[p], self._open[p]
+            while q and self._finalised[p] < done:
+                q.popleft()
+                self._finalised[p] += 1
+            if q:
+                out = min(out, q[0])
+        return out
 
     def poll(self) -> list[Result]:
         return self.worker.poll()

@@ -102,6 +102,9 @@ class RecognizerWorker:
         self.decode_cpu_s = 0.0
         self.fed_s: dict[Party, float] = dict.fromkeys(parties, 0.0)
         self.words: dict[Party, int] = dict.fromkeys(parties, 0)
+        self.segments_done: dict[Party, int] = dict.fromkeys(parties, 0)
+        """Segments finalised per party (their words are on the result queue), counting
+        the ones whose end was dropped (their words are lost, not late)."""
 
     @property
     def parties(self) -> tuple[Party, ...]:
@@ -120,6 +123,8 @@ class RecognizerWorker:
         if self._pool.submit(lane, _Item(party, t_s, pcm, end_of_segment), block=self._block):
             return True
         self.dropped_items += 1
+        if end_of_segment:
+            self.segments_done[party] += 1
         return False
 
     def poll(self) -> list[Result]:
@@ -165,6 +170,7 @@ class RecognizerWorker:
                 self._emit(item.party, rec.Result())
         if item.end_of_segment:
             self._emit(item.party, rec.FinalResult())
+            self.segments_done[item.party] += 1
 
     def _emit(self, party: Party, raw: str) -> None:
         res = json.loads(raw)

@@ -209,10 +209,18 @@ class CallEngine:
     def asr_attached(self) -> bool:
         return self.fillers.asr_running
 
-    def attach_asr(self, tap: Callable[[FrameContext, np.ndarray], None]) -> None:
-        """Feed a recognizer from this call's frames (its gate is ``tap``)."""
+    def attach_asr(self, tap: Callable[[FrameContext, np.ndarray], None], *,
+                   words_wait_s: float | None = None) -> None:
+        """Feed a recognizer from this call's frames (its gate is ``tap``).  The word checks
+        then wait for the recognizer's progress (:meth:`asr_heard`) — at most
+        ``words_wait_s`` past their moment (None: as long as it takes, for a file)."""
         self.taps.append(tap)
         self.fillers.asr_running = True
+        self.phrases.follow_recognizer(words_wait_s)
+
+    def asr_heard(self, heard_s: float) -> None:
+        """The recognizer has delivered every word said before ``heard_s`` (call time)."""
+        self.phrases.heard(heard_s)
 
     def add_mark(self, mark: Mark) -> None:
         """A live hold mark (dashboard key, API, PBX); applied at the frame containing it."""

@@ -38,6 +38,10 @@ from appliance.stream.blocks import PartyBlock
 
 log = logging.getLogger(__name__)
 
+LIVE_WORDS_WAIT_S = 15.0
+"""How long past its moment a live call's word check waits for words the recognizer still
+owes (a file's checks wait for all of them)."""
+
 LIVE_FINISH_TIMEOUT_S = 5.0
 """How long the end of a live call waits for the recognizer's last words (a file waits for
 all of them)."""
@@ -70,7 +74,8 @@ class CallSession:
         self.engine = CallEngine(cfg, vad, marks, call_id=call_id, lang=lang)
         self.asr = asr
         if asr is not None:
-            self.engine.attach_asr(asr.tap)
+            self.engine.attach_asr(
+                asr.tap, words_wait_s=None if finish_timeout_s is None else LIVE_WORDS_WAIT_S)
         self.emit = emit
         self.finish_timeout_s = finish_timeout_s
         """How long :meth:`finish` waits for the recognizer (None: until it is done)."""
@@ -113,7 +118,11 @@ class CallSession:
         for cue in cues:
             self.emit(cue)
         if self.asr is not None:
+            heard_s = getattr(self.asr, "heard_s", None)
+            heard = heard_s(self.engine.t_s) if heard_s is not None else None
             self._apply(self.asr.poll())
+            if heard is not None:
+                self.engine.asr_heard(heard)
 
     def add_mark(self, mark: Mark) -> None:
         self.engine.add_mark(mark)

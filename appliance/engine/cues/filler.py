@@ -185,6 +185,10 @@ class FillerRule:
         self._events[party].append(ev)
         return ev
 
+    def found(self, party: Party) -> list[tuple[float, float, str]]:
+        """The fillers found so far for ``party``: (start_s, end_s, source), in order."""
+        return [(e.start_s, e.end_s, e.source) for e in self._events[party]]
+
     # -- the live cue ---------------------------------------------------------------------
     def recent(self, t_s: float, window_s: float = 60.0) -> int:
         """Agent fillers that started in the last ``window_s`` seconds (dashboard counter)."""

@@ -2,8 +2,11 @@
 restating, promised callbacks and jargon, from recognised words.
 
 Words arrive at the recognizer seam later than the audio (the recognizer lags), so every
-check that waits for words gives them ``asr_lag_s`` before it decides.  A check that has
-nothing to judge — no recognised words from the agent — stays silent rather than guess.
+check that waits for words gives them ``asr_lag_s`` before it decides — or, when the call's
+recognizer reports its progress (:meth:`PhraseRule.heard`), waits until every word said
+before the check's moment has come back (a file: as long as that takes; a live call: at
+most ``words_wait_s`` past the moment).  A check that has nothing to judge — no
+recognised words from the agent — stays silent rather than guess.
 
 * greeting: within ``greeting_window_s`` the agent says their name (``agent_name`` when
   configured, any of its words or all of it; else any name introduction), the company
@@ -52,7 +55,8 @@ _GREETING_SHORT = {"name": "name", "company": "company", "offer": "offer of help
 @dataclass(slots=True)
 class _Pending:
     hold_start_s: float
-    due_s: float
+    moment_s: float
+    """The words said before this call time decide the check."""
     hold_end_s: float = 0.0
 
 
@@ -96,6 +100,8 @@ class PhraseRule:
         self._jargon = {term: PhraseSet([term], strict=True) for term in cfg.jargon
                         if tokens(term)}
         self._done: dict[str, float] = {}
+        self._heard_s: float | None = None  # None: no progress reports, wait asr_lag_s
+        self._words_wait_s: float | None = None
         self._t = 0.0
         self._words_changed = False
         # greeting
@@ -147,6 +153,26 @@ class PhraseRule:
             return None
         return end
 
+    # -- the recognizer's progress -------------------------------------------------------
+    def follow_recognizer(self, words_wait_s: float | None) -> None:
+        """Decide on the recognizer's progress (:meth:`heard`) rather than a fixed lag;
+        wait at most ``words_wait_s`` past a check's moment (None: no limit)."""
+        self._heard_s = float("-inf")
+        self._words_wait_s = words_wait_s
+
+    def heard(self, heard_s: float) -> None:
+        """Every word said before ``heard_s`` (call time) has been delivered."""
+        if self._heard_s is not None:
+            self._heard_s = max(self._heard_s, heard_s)
+
+    def _ready(self, moment_s: float, t_s: float) -> bool:
+        """Have the words that decide a check at ``moment_s`` all come back by ``t_s``?"""
+        if self._heard_s is None:
+            return t_s >= moment_s + self.asr_lag_s
+        if self._heard_s >= moment_s:
+            return True
+        return self._words_wait_s is not None and t_s >= moment_s + self._words_wait_s
+
     # -- input ------------------------------------------------------------------------------
     def on_frame(self, ctx: FrameContext) -> list[Cue]:
         self._t = max(self._t, ctx.t_s)
@@ -161,11 +187,11 @@ class PhraseRule:
             start = ctx.hold.start_s if ctx.hold.start_s is not None else ctx.t0_s
             self._hold_start_s = self._last_hold_start_s = min(start, ctx.t_s)
             if self.locale is not None:
-                self._perm_pending.append(_Pending(self._hold_start_s, ctx.t_s + self.asr_lag_s))
+                self._perm_pending.append(_Pending(self._hold_start_s, ctx.t_s))
                 self._words_changed = True
         elif not on and self._was_on_hold and self.locale is not None:
-            due = ctx.t0_s + self.thanks_window_s + self.asr_lag_s
-            self._thanks_pending.append(_Pending(self._hold_start_s, due, ctx.t0_s))
+            moment = ctx.t0_s + self.thanks_window_s
+            self._thanks_pending.append(_Pending(self._hold_start_s, moment, ctx.t0_s))
         self._was_on_hold = on
         return self._tick(ctx.t_s)
 
@@ -290,15 +316,17 @@ class PhraseRule:
         if self.locale is None:
             return []
         cues: list[Cue] = []
-        if not self._greeting_done and t_s >= self.cfg.greeting_window_s + self.asr_lag_s:
+        if not self._greeting_done and self._ready(self.cfg.greeting_window_s, t_s):
             cues += self._decide_greeting()
         changed, self._words_changed = self._words_changed, False
         for p in list(self._perm_pending):
-            if changed or t_s >= p.due_s:
-                cues += self._judge_permission(p, final=t_s >= p.due_s)
+            final = self._ready(p.moment_s, t_s)
+            if changed or final:
+                cues += self._judge_permission(p, final=final)
         for p in list(self._thanks_pending):
-            if changed or t_s >= p.due_s:
-                cues += self._judge_thanks(p, final=t_s >= p.due_s)
+            final = self._ready(p.moment_s, t_s)
+            if changed or final:
+                cues += self._judge_thanks(p, final=final)
         return cues
 
     def _judge_permission(self, p: _Pending, final: bool) -> list[Cue]:

@@ -17,6 +17,14 @@ from the phrase's token.  ``*`` in a phrase matches any one word (« c'est * à 
 Fillers are compared in a compact form: the tokens written together and runs of one
 letter collapsed (« hmmm » = « hmm » = « hm », « mm-hmm » = « mhm »).
 
+Korean (Hangul) is compared by syllable blocks: a phrase token of 3+ syllables may differ
+from the recognised one by one syllable (6+: two), and spacing is free — a phrase token may
+match up to three consecutive recognised words written together (« 잠시 만 » for « 잠시만 »),
+and one recognised word may cover two consecutive phrase tokens (« 도와드릴까요 » for
+« 도와 드릴까요 »), since recognisers and people space Korean differently.  A phrase token
+of 2+ syllables also matches the head of a word that goes on for up to three syllables of
+particles or endings (« 김민수 » in « 김민수입니다 », « 점 » is too short for that).
+
 Nothing here logs: the buffers hold transcript words, which never leave memory.
 """
 
@@ -36,13 +44,16 @@ _JOIN = re.compile(r"['’‘`´ʼ\-‐‑–]")
 _SPLIT = re.compile(r"[^\w*]+|_")
 _SPLIT_NO_WILDCARD = re.compile(r"[^\w]+|_")
 _RUNS = re.compile(r"(.)\1+")
+_HANGUL = re.compile(r"[\uac00-\ud7a3]")
+_KO_SUFFIX_MAX = 3  # syllables of particles / endings after a Korean phrase token
 
 
 def fold(text: str) -> str:
     """Casefold and fold accents: « Ähm » → « aehm », « Désolé » → « desole »."""
     s = unicodedata.normalize("NFC", text).casefold().translate(_FOLD)
     s = unicodedata.normalize("NFKD", s)
-    return "".join(c for c in s if not unicodedata.combining(c))
+    # NFC again: Hangul syllables decomposed into jamo above are put back together
+    return unicodedata.normalize("NFC", "".join(c for c in s if not unicodedata.combining(c)))
 
 
 def tokens(text: str, *, wildcard: bool = False) -> tuple[str, ...]:
@@ -61,8 +72,16 @@ def compact(text: str) -> str:
     return _RUNS.sub(r"\1", "".join(tokens(once)))
 
 
-def tolerance(n_letters: int) -> int:
-    """Edit distance allowed for a phrase token of this length."""
+def is_hangul(text: str) -> bool:
+    """Is ``text`` (a normalised token) Korean?  Then syllable blocks are its letters."""
+    return _HANGUL.search(text) is not None
+
+
+def tolerance(n_letters: int, hangul: bool = False) -> int:
+    """Edit distance allowed for a phrase token of this length (letters, or syllable
+    blocks for Korean: a block holds two or three letters)."""
+    if hangul:
+        return 2 if n_letters >= 6 else 1 if n_letters >= 3 else 0
     return 2 if n_letters >= 8 else 1 if n_letters >= 4 else 0
 
 
@@ -85,8 +104,16 @@ def similar(ref: str, got: str) -> bool:
     """Does the recognised token ``got`` match the phrase token ``ref``?"""
     if ref == got:
         return True
-    k = tolerance(len(ref))
-    return k > 0 and edit_distance(ref, got, k) <= k
+    hangul = is_hangul(ref)
+    k = tolerance(len(ref), hangul)
+    if k > 0 and edit_distance(ref, got, k) <= k:
+        return True
+    # Korean attaches particles and endings to the word (« 김민수 » → « 김민수입니다 »,
+    # « 점 » → « 점이 »): a phrase token of 2+ syllables may be the head of a longer word
+    if hangul and len(ref) >= 2 and 0 < len(got) - len(ref) <= _KO_SUFFIX_MAX:
+        head = got[:len(ref)]
+        return head == ref or (k > 0 and edit_distance(ref, head, k) <= k)
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,12 +185,27 @@ class PhraseSet:
             r = self._match(p, toks, k + 1, j + 1, can_insert, got.end_s, max_gap_s)
             if r is not None:
                 return r
-        if ref != WILDCARD and j + 1 < len(toks):
-            nxt = toks[j + 1]
-            if nxt.start_s - got.end_s <= max_gap_s and self._eq(ref, got.text + nxt.text):
-                r = self._match(p, toks, k + 1, j + 2, can_insert, nxt.end_s, max_gap_s)
+        if ref == WILDCARD:
+            return self._match(p, toks, k, j + 1, False, got.end_s, max_gap_s) \
+                if can_insert and k > 0 else None
+        korean = is_hangul(ref)
+        # a phrase token written as 2 (Korean: up to 3) recognised words
+        joined, end = got.text, got.end_s
+        for n in range(1, 3 if korean else 2):
+            if j + n >= len(toks) or toks[j + n].start_s - end > max_gap_s:
+                break
+            joined, end = joined + toks[j + n].text, toks[j + n].end_s
+            if self._eq(ref, joined):
+                r = self._match(p, toks, k + 1, j + n + 1, can_insert, end, max_gap_s)
                 if r is not None:
                     return r
+        # Korean: two phrase tokens written as one recognised word (that starts like the
+        # first: a tolerance must not swallow a whole short token)
+        if korean and k + 1 < len(p) and p[k + 1] != WILDCARD \
+                and got.text[0] == ref[0] and self._eq(ref + p[k + 1], got.text):
+            r = self._match(p, toks, k + 2, j + 1, can_insert, got.end_s, max_gap_s)
+            if r is not None:
+                return r
         if can_insert and k > 0:
             return self._match(p, toks, k, j + 1, False, got.end_s, max_gap_s)
         return None
