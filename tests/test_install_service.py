@@ -1,16 +1,18 @@
 """``appliance install-service`` / ``uninstall-service`` into a staging root: the rendered
 unit (this installation's paths, accepted by ``systemd-analyze verify``), the commented
 config file (parses, passes ``config check``, gives the defaults, never overwritten), the
-refusals (not root, an installation the sandbox hides), and what uninstall keeps."""
+refusals (not root, an installation the sandbox hides), and what uninstall keeps; the same
+with ``--console`` for the supervisor console's unit and its console.toml."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tomllib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,7 @@ from appliance.service.install import (
     render_unit,
     unit_template,
 )
+from appliance.service.install_console import CONSOLE, CONSOLE_HEADER, console_example_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,6 +47,14 @@ class Staging:
     @property
     def config(self) -> Path:
         return self.root / "etc/appliance/appliance.toml"
+
+    @property
+    def console_unit(self) -> Path:
+        return self.root / "etc/systemd/system/appliance-console.service"
+
+    @property
+    def console_config(self) -> Path:
+        return self.root / "etc/appliance/console.toml"
 
 
 def _fake_installation(base: Path) -> tuple[Path, Path]:
@@ -247,3 +258,159 @@ def test_uninstall_refuses_while_the_unit_is_enabled(staging: Staging, capsys) -
     assert "still enabled" in err and "systemctl disable --now appliance" in err
     assert "[service.still_enabled]" in err
     assert staging.unit.exists() and staging.config.exists()
+
+
+# -- the supervisor console (--console) ------------------------------------------------------
+def test_install_console_writes_its_unit_for_this_installation(staging: Staging,
+                                                               capsys) -> None:
+    assert _install(staging, "--console") == 0
+    out = capsys.readouterr().out
+    unit = staging.console_unit.read_text()
+    exec_line = (f"ExecStart={staging.venv_bin}/appliance console --config "
+                 "/etc/appliance/console.toml")
+    assert exec_line in unit.splitlines()
+    assert "APPLIANCE_MODELS_DIR" not in unit  # the console loads no speech model
+    changed = [(a, b) for a, b in zip(unit_template(CONSOLE).splitlines(), unit.splitlines(),
+                                      strict=True) if a != b]
+    assert changed == [(exec_line.replace(str(staging.venv_bin), "/opt/appliance/.venv/bin"),
+                        exec_line)]
+    assert unit_template(CONSOLE).startswith("# The supervisor console")
+    assert staging.console_unit.stat().st_mode & 0o777 == 0o644
+    assert staging.console_config.stat().st_mode & 0o777 == 0o644
+    # the box's files are not the console's business
+    assert not staging.unit.exists() and not staging.config.exists()
+    assert f"wrote {staging.console_unit}" in out and f"created {staging.console_config}" in out
+    assert f"  {exec_line}" in out
+    assert "systemctl enable --now appliance-console" in out
+    assert "journalctl -u appliance-console -f" in out
+    assert "systemctl edit appliance-console" in out and "LoadCredential=" in out
+    assert not re.search(r"systemctl \S+( --now)? appliance(?!-console)", out), out
+
+
+def test_the_rendered_console_unit_passes_systemd_analyze_verify(staging: Staging) -> None:
+    assert _install(staging, "--console") == 0
+    proc = subprocess.run([_systemd_analyze(), "verify", "--man=no",
+                           str(staging.console_unit)],
+                          capture_output=True, text=True, timeout=120)
+    said = [line for line in (proc.stdout + proc.stderr).splitlines()
+            if "appliance-console.service" in line]
+    assert said == [] and proc.returncode == 0
+
+
+def test_the_verify_check_sees_a_broken_console_unit(staging: Staging) -> None:
+    assert _install(staging, "--console") == 0
+    text = staging.console_unit.read_text()
+    staging.console_unit.write_text(text.replace("ProtectSystem=strict", "ProtectSystm=strict"))
+    proc = subprocess.run([_systemd_analyze(), "verify", "--man=no",
+                           str(staging.console_unit)],
+                          capture_output=True, text=True, timeout=120)
+    assert "ProtectSystm" in proc.stdout + proc.stderr
+
+
+def _uncommented_keys(text: str) -> dict:
+    """The example's tables and keys with their comment marks taken off (not the
+    ``[console.teams]`` example: its entry is a placeholder)."""
+    lines = [line[2:] for line in text.splitlines()
+             if re.fullmatch(r"# \[\w+\]", line) or re.match(r"# [a-z_]+ = ", line)]
+    return tomllib.loads("\n".join(line for line in lines if not line.startswith("name = ")))
+
+
+def test_the_console_config_changes_nothing_and_names_what_the_console_reads(
+        staging: Staging, capsys) -> None:
+    assert _install(staging, "--console") == 0
+    text = staging.console_config.read_text()
+    assert text == console_example_config() and text.startswith(CONSOLE_HEADER)
+    assert tomllib.loads(text) == {}
+    assert load_config(staging.console_config) == Config()
+    capsys.readouterr()
+    assert main(["config", "check", str(staging.console_config)]) == 0
+    assert capsys.readouterr().out == f"{staging.console_config}: ok\n"
+    # the keys, uncommented, are the console's, the store's directory and logging, at their
+    # defaults: every key of [console], and nothing of the box's
+    defaults = asdict(Config())
+    assert _uncommented_keys(text) == {
+        "console": {k: v for k, v in defaults["console"].items() if k != "teams"},
+        "storage": {"state_dir": defaults["storage"]["state_dir"]},
+        "logging": defaults["logging"]}
+    assert "# [console.teams]" in text and "# The central store: " in text  # docs kept
+    # where the secrets go
+    for cred in ("console-token", "broker-password", "pg-dsn"):
+        assert f"LoadCredential={cred}:/etc/appliance/{cred}" in CONSOLE_HEADER
+    assert "systemd/README.md" in CONSOLE_HEADER and "put no secret here" in CONSOLE_HEADER
+    assert "systemctl restart appliance-console" in CONSOLE_HEADER
+
+
+def test_box_and_console_side_by_side(staging: Staging, capsys) -> None:
+    assert _install(staging) == 0 and _install(staging, "--console") == 0
+    assert {p.name for p in staging.unit.parent.iterdir()} == {"appliance.service",
+                                                                "appliance-console.service"}
+    assert staging.config.read_text() == example_config()
+    staging.console_config.write_text('[console]\nbroker = "mqtts://10.1.2.50:8883"\n')
+    capsys.readouterr()
+    assert _install(staging, "--console") == 0  # again: the unit replaced, the config kept
+    out = capsys.readouterr().out
+    assert f"replaced {staging.console_unit}" in out and f"kept {staging.console_config}" in out
+    assert "systemctl edit appliance-console" in out
+    assert staging.console_config.read_text().startswith('[console]\nbroker = "mqtts://10')
+    # uninstalling the console leaves the box alone (and /etc/appliance with its config)
+    assert main(["uninstall-service", "--console", "--root", str(staging.root)]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == ("Stop it first if it is running: "
+                                   "systemctl disable --now appliance-console")
+    assert not staging.console_unit.exists()
+    assert staging.unit.exists() and staging.config.exists()
+    assert (f"kept {staging.console_config}: edited since install (uninstall-service "
+            "--console --purge removes it)") in out
+    assert "/var/lib/appliance-console" in out
+    assert "systemctl clean --what=state appliance-console" in out
+
+
+def test_uninstall_console_removes_an_untouched_config_and_purges_its_secrets(
+        staging: Staging, capsys) -> None:
+    assert _install(staging, "--console") == 0
+    etc = staging.console_config.parent
+    assert main(["uninstall-service", "--console", "--root", str(staging.root)]) == 0
+    assert not staging.console_unit.exists() and not etc.exists()  # held only the example
+    assert _install(staging, "--console") == 0
+    secrets = [etc / name for name in ("console-token", "broker-password", "pg-dsn")]
+    for path in secrets:
+        path.write_text("s3cret\n")
+    (etc / "dashboard-token").write_text("the box's\n")
+    assert main(["uninstall-service", "--console", "--root", str(staging.root)]) == 0
+    assert all(p.exists() for p in secrets)  # not without --purge
+    capsys.readouterr()
+    assert main(["uninstall-service", "--console", "--root", str(staging.root),
+                 "--purge"]) == 0
+    out = capsys.readouterr().out
+    assert not any(p.exists() for p in secrets)
+    assert (etc / "dashboard-token").exists()  # the box's credential is not the console's
+    assert f"no unit at {staging.console_unit}" in out and f"removed {secrets[0]}" in out
+
+
+def test_uninstall_console_refuses_while_it_is_enabled(staging: Staging, capsys) -> None:
+    assert _install(staging) == 0 and _install(staging, "--console") == 0
+    wants = staging.unit.parent / "multi-user.target.wants"
+    wants.mkdir()
+    (wants / "appliance.service").symlink_to(staging.unit)  # the box's: not in the way
+    assert main(["uninstall-service", "--console", "--root", str(staging.root)]) == 0
+    assert _install(staging, "--console") == 0
+    (wants / "appliance-console.service").symlink_to(staging.console_unit)
+    capsys.readouterr()
+    assert main(["uninstall-service", "--console", "--root", str(staging.root)]) == 2
+    err = capsys.readouterr().err
+    assert "appliance-console.service is still enabled" in err
+    assert "systemctl disable --now appliance-console" in err
+    assert staging.console_unit.exists() and staging.console_config.exists()
+
+
+def test_the_console_checks_only_its_program_for_hidden_dirs(tmp_path: Path) -> None:
+    venv_bin, models = _fake_installation(tmp_path / "inst")  # under /tmp: PrivateTmp hides it
+    root = tmp_path / "root"
+    root.mkdir()
+    with pytest.raises(ApplianceError) as exc:
+        install_service(root, venv_bin / "appliance", models, spec=CONSOLE)
+    assert exc.value.code == SERVICE_PATH_HIDDEN and "the appliance program" in str(exc.value)
+    assert not (root / "etc").exists()
+    res = install_service(root, venv_bin / "appliance", models, force=True, spec=CONSOLE)
+    assert len(res.warnings) == 1  # the models directory is not the console's concern
+    assert res.unit_path == root / "etc/systemd/system/appliance-console.service"

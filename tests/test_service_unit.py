@@ -148,6 +148,12 @@ def test_the_unit_keeps_its_promises() -> None:
 
 # -- the supervisor console's unit ------------------------------------------------------------
 CONSOLE_UNIT = ROOT / "systemd" / "appliance-console.service"
+CONSOLE_PACKAGED = ROOT / "appliance" / "service" / "appliance-console.service"
+
+
+def test_the_packaged_console_template_is_the_committed_unit() -> None:
+    """install-service --console renders the packaged copy: it must be this unit."""
+    assert CONSOLE_PACKAGED.read_bytes() == CONSOLE_UNIT.read_bytes()
 
 
 def test_console_unit_exposure_is_at_most_two() -> None:

@@ -16,6 +16,9 @@ being built, the tests).
 Uninstall removes the unit, and the config file only while it is still the untouched example
 (or with ``purge``).  The state directory (/var/lib/appliance: call summaries) is systemd's
 and is never removed here; :data:`STATE_HINT` says how.
+
+The same functions install the supervisor console's unit when given its :class:`ServiceSpec`
+(:data:`appliance.service.install_console.CONSOLE`); :data:`BOX` is the box's.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -75,6 +79,77 @@ CONFIG_HEADER = """\
 """
 
 
+def render_unit(template: str, exec_path: Path, models_dir: Path | None) -> str:
+    """The template with this installation's ``appliance`` script and models directory
+    (None: a unit without ``APPLIANCE_MODELS_DIR=``, the console's)."""
+    out = []
+    hits = {"exec": 0, "models": 0}
+    for line in template.splitlines(keepends=True):
+        if line.startswith(f"ExecStart={TEMPLATE_EXEC} "):
+            line = line.replace(TEMPLATE_EXEC, _unit_path(exec_path), 1)
+            hits["exec"] += 1
+        elif (models_dir is not None
+              and line.startswith(f"Environment=APPLIANCE_MODELS_DIR={TEMPLATE_MODELS}")):
+            line = line.replace(TEMPLATE_MODELS, _unit_path(models_dir), 1)
+            hits["models"] += 1
+        out.append(line)
+    if hits != {"exec": 1, "models": int(models_dir is not None)}:  # pragma: no cover
+        raise ApplianceError(SERVICE_INSTALL_FAILED, "the packaged unit template lacks its "
+                             "ExecStart= or APPLIANCE_MODELS_DIR= line; reinstall the package")
+    return "".join(out)
+
+
+def example_config() -> str:
+    """The default configuration with every line commented out, under a short header."""
+    body = [line if not line or line.startswith("#") else f"# {line}"
+            for line in defaults_toml().splitlines()]
+    return CONFIG_HEADER + "\n".join(body) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSpec:
+    """One service that install-service writes: its unit, its config file, and what
+    uninstall-service removes."""
+
+    name: str
+    """systemctl's name of the unit (``appliance``, ``appliance-console``)."""
+    command: str
+    """The ``appliance`` subcommand its ``ExecStart=`` runs (``run``, ``console``)."""
+    option: str
+    """The install-service / uninstall-service option that selects it ("" for the box)."""
+    config_name: str
+    """The config file in /etc/appliance."""
+    example: Callable[[], str]
+    """The commented example config written when none exists."""
+    secrets: tuple[str, ...]
+    """Files in /etc/appliance (credentials) that ``--purge`` removes too."""
+    state_hint: str
+    """What uninstall keeps, and how to delete it."""
+    models: bool
+    """The unit names the models directory (``APPLIANCE_MODELS_DIR=``)."""
+
+    @property
+    def unit_name(self) -> str:
+        return f"{self.name}.service"
+
+    @property
+    def config_file(self) -> PurePosixPath:
+        """The config file's absolute path on the installed system."""
+        return PurePosixPath("/", CONFIG_DIR, self.config_name)
+
+
+BOX = ServiceSpec(name=UNIT_NAME.removesuffix(".service"), command="run", option="",
+                  config_name=CONFIG_NAME,
+                  example=example_config, secrets=(TOKEN_NAME,), state_hint=STATE_HINT,
+                  models=True)
+"""The box's own service (``appliance run``)."""
+
+
+def unit_template(spec: ServiceSpec = BOX) -> str:
+    """The packaged unit file (the same text as ``systemd/<name>.service``)."""
+    return (importlib.resources.files("appliance.service") / spec.unit_name).read_text("utf-8")
+
+
 @dataclass(frozen=True, slots=True)
 class InstallResult:
     unit_path: Path
@@ -86,6 +161,7 @@ class InstallResult:
     exec_path: Path
     models_dir: Path
     warnings: tuple[str, ...] = ()
+    spec: ServiceSpec = BOX
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,36 +173,7 @@ class UninstallResult:
     config_kept_reason: str
     """Why the config file stayed ("" when it was removed or absent)."""
     removed: tuple[Path, ...] = ()
-
-
-def unit_template() -> str:
-    """The packaged unit file (the same text as ``systemd/appliance.service``)."""
-    return (importlib.resources.files("appliance.service") / UNIT_NAME).read_text("utf-8")
-
-
-def render_unit(template: str, exec_path: Path, models_dir: Path) -> str:
-    """The template with this installation's ``appliance`` script and models directory."""
-    out = []
-    hits = {"exec": 0, "models": 0}
-    for line in template.splitlines(keepends=True):
-        if line.startswith(f"ExecStart={TEMPLATE_EXEC} "):
-            line = line.replace(TEMPLATE_EXEC, _unit_path(exec_path), 1)
-            hits["exec"] += 1
-        elif line.startswith(f"Environment=APPLIANCE_MODELS_DIR={TEMPLATE_MODELS}"):
-            line = line.replace(TEMPLATE_MODELS, _unit_path(models_dir), 1)
-            hits["models"] += 1
-        out.append(line)
-    if hits != {"exec": 1, "models": 1}:  # pragma: no cover - the packaged template is tested
-        raise ApplianceError(SERVICE_INSTALL_FAILED, "the packaged unit template lacks its "
-                             "ExecStart= or APPLIANCE_MODELS_DIR= line; reinstall the package")
-    return "".join(out)
-
-
-def example_config() -> str:
-    """The default configuration with every line commented out, under a short header."""
-    body = [line if not line or line.startswith("#") else f"# {line}"
-            for line in defaults_toml().splitlines()]
-    return CONFIG_HEADER + "\n".join(body) + "\n"
+    spec: ServiceSpec = BOX
 
 
 def this_installation() -> tuple[Path, Path]:
@@ -151,16 +198,18 @@ def hidden_dir(path: Path) -> str | None:
 
 
 def install_service(root: Path, exec_path: Path, models_dir: Path, *,
-                    force: bool = False) -> InstallResult:
-    """Write the unit and (if absent) the commented config file under ``root``."""
+                    force: bool = False, spec: ServiceSpec = BOX) -> InstallResult:
+    """Write ``spec``'s unit and (if absent) its commented config file under ``root``."""
     _check_root(root)
     if not (exec_path.is_file() and os.access(exec_path, os.X_OK)):
         raise ApplianceError(SERVICE_INSTALL_FAILED, f"no `appliance` program at {exec_path}: "
                              "install the package into that venv first (pip install .), or "
                              "name the installation with --prefix DIR (DIR/.venv/bin/appliance)")
     warnings = []
-    for what, path in (("the appliance program", exec_path), ("the models directory",
-                                                              models_dir)):
+    checked = [("the appliance program", exec_path)]
+    if spec.models:
+        checked.append(("the models directory", models_dir))
+    for what, path in checked:
         hidden = hidden_dir(path)
         if hidden is None:
             continue
@@ -171,44 +220,48 @@ def install_service(root: Path, exec_path: Path, models_dir: Path, *,
         if not force:
             raise ApplianceError(SERVICE_PATH_HIDDEN, msg + " (or --force to write it anyway)")
         warnings.append(msg)
-    unit = render_unit(unit_template(), exec_path, models_dir)
-    unit_path = root / UNIT_DIR / UNIT_NAME
-    config_path = root / CONFIG_DIR / CONFIG_NAME
+    unit = render_unit(unit_template(spec), exec_path, models_dir if spec.models else None)
+    unit_path = root / UNIT_DIR / spec.unit_name
+    config_path = root / CONFIG_DIR / spec.config_name
     replaced = unit_path.exists()
     try:
         _write_atomic(unit_path, unit, 0o644)
-        created = _create_exclusive(config_path, example_config(), 0o644)
+        created = _create_exclusive(config_path, spec.example(), 0o644)
     except OSError as exc:
         raise ApplianceError(SERVICE_INSTALL_FAILED, f"cannot write {exc.filename}: "
                              f"{exc.strerror}") from exc
     return InstallResult(unit_path, replaced, config_path, created, exec_path, models_dir,
-                         tuple(warnings))
+                         tuple(warnings), spec)
 
 
-def uninstall_service(root: Path, *, purge: bool = False) -> UninstallResult:
-    """Remove the unit; the config file only if untouched (or ``purge``)."""
+def uninstall_service(root: Path, *, purge: bool = False,
+                      spec: ServiceSpec = BOX) -> UninstallResult:
+    """Remove ``spec``'s unit; its config file only if untouched (or ``purge``)."""
     _check_root(root)
     unit_dir = root / UNIT_DIR
-    enabled = sorted(str(p) for p in unit_dir.glob(f"*.wants/{UNIT_NAME}") if p.is_symlink())
+    unit_name = spec.unit_name
+    enabled = sorted(str(p) for p in unit_dir.glob(f"*.wants/{unit_name}") if p.is_symlink())
     if enabled:
-        raise ApplianceError(SERVICE_STILL_ENABLED, f"{UNIT_NAME} is still enabled "
-                             f"({', '.join(enabled)}): run `systemctl disable --now appliance` "
-                             "first, then uninstall-service again")
-    unit_path = unit_dir / UNIT_NAME
+        raise ApplianceError(SERVICE_STILL_ENABLED, f"{unit_name} is still enabled "
+                             f"({', '.join(enabled)}): run `systemctl disable --now "
+                             f"{spec.name}` first, then uninstall-service again")
+    unit_path = unit_dir / unit_name
     config_dir = root / CONFIG_DIR
-    config_path = config_dir / CONFIG_NAME
+    config_path = config_dir / spec.config_name
     removed: list[Path] = []
     reason = ""
     try:
         unit_removed = _unlink(unit_path, removed)
         if purge:
             _unlink(config_path, removed)
-            _unlink(config_dir / TOKEN_NAME, removed)
+            for secret in spec.secrets:
+                _unlink(config_dir / secret, removed)
         elif config_path.exists():
-            if config_path.read_text(encoding="utf-8") == example_config():
+            if config_path.read_text(encoding="utf-8") == spec.example():
                 _unlink(config_path, removed)
             else:
-                reason = "edited since install (uninstall-service --purge removes it)"
+                again = " ".join(filter(None, ("uninstall-service", spec.option, "--purge")))
+                reason = f"edited since install ({again} removes it)"
         emptied = any(p.parent == config_dir for p in removed)
         if emptied and config_dir.is_dir() and not any(config_dir.iterdir()):
             config_dir.rmdir()
@@ -216,7 +269,7 @@ def uninstall_service(root: Path, *, purge: bool = False) -> UninstallResult:
     except (OSError, UnicodeDecodeError) as exc:
         raise ApplianceError(SERVICE_INSTALL_FAILED, f"cannot remove: {exc}") from exc
     return UninstallResult(unit_path, unit_removed, config_path, config_path in removed,
-                           reason, tuple(removed))
+                           reason, tuple(removed), spec)
 
 
 # -- helpers ---------------------------------------------------------------------------------
