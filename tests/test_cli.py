@@ -225,7 +225,7 @@ def test_marks_beyond_the_audio_are_reported_not_dropped(capsys, tmp_path):
 def test_an_unknown_language_is_refused_naming_what_is_known(capsys, tmp_path):
     code, _, err = run(capsys, "analyze", "--demo", "--lang", "xx")
     assert code == 2 and "[config.invalid]" in err
-    assert "language 'xx': no word lists for it (bundled: de, en, fr)" in err
+    assert "language 'xx': no word lists for it (bundled: de, en, fr, ko)" in err
     assert "appliance models install MODEL.zip --lang xx" in err
     code, _, err = run(capsys, "analyze", "--demo", "--lang", "z" * 100_000)
     assert code == 2 and len(err) < 400
