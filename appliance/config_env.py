@@ -81,6 +81,40 @@ def apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+MAX_SECRET_BYTES = 4096
+"""A secret file longer than this is refused (a password, a token or a DSN is one line)."""
+
+
+def read_secret(path: str, credential: str, env: Mapping[str, str], what: str,
+                code: str) -> str:
+    """A secret's first line, from the systemd credential ``credential``
+    (``$CREDENTIALS_DIRECTORY/<name>``, given by ``LoadCredential=``) or else the file
+    ``path``; '' when neither is configured.  Raises :class:`ApplianceError` with ``code``
+    when it cannot be read, is empty or is too long; the message names ``what`` and the
+    file, never its content."""
+    if credential:
+        cred_dir = env.get("CREDENTIALS_DIRECTORY", "")
+        if not cred_dir:
+            raise ApplianceError(code, f"{what}: credential {credential!r} configured, but no "
+                                 f"$CREDENTIALS_DIRECTORY (add LoadCredential={credential}:"
+                                 "/etc/appliance/... to the unit)")
+        file = Path(cred_dir) / credential
+    elif path:
+        file = Path(path).expanduser()
+    else:
+        return ""
+    try:
+        with file.open("rb") as f:
+            data = f.read(MAX_SECRET_BYTES + 1)
+        text = data.decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        why = getattr(exc, "strerror", None) or type(exc).__name__
+        raise ApplianceError(code, f"{what}: cannot read {file} ({why})") from None
+    if len(data) > MAX_SECRET_BYTES or not text:
+        raise ApplianceError(code, f"{what}: {file} is empty or too long")
+    return text.splitlines()[0].strip()
+
+
 def _table(raw: dict[str, Any], section: str) -> dict[str, Any]:
     """``raw[section]`` as a fresh dict that ``raw`` now holds (a shallow copy: a value
     nested hundreds deep must not be walked)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from appliance.config_env import read_secret
 from appliance.errors import FLEET_CREDENTIALS, ApplianceError
 
 NAME = re.compile(r"[A-Za-z0-9_.:@-]{1,128}")
@@ -151,33 +152,11 @@ def check_fleet(fleet: FleetConfig, is_loopback: Callable[[str], bool]) -> tuple
 
 
 def read_password(fleet: FleetConfig, env: Mapping[str, str]) -> str | None:
-    """The MQTT password from ``password_file`` or the systemd credential (None when
+    """The MQTT password from ``password_credential`` or ``password_file`` (None when
     neither is set).  Raises :class:`ApplianceError` ``fleet.credentials`` when it cannot
     be read (the message names the file, never its content)."""
-    if fleet.password_credential:
-        cred_dir = env.get("CREDENTIALS_DIRECTORY")
-        if not cred_dir:
-            raise ApplianceError(FLEET_CREDENTIALS, f"credential {fleet.password_credential}: "
-                                 "CREDENTIALS_DIRECTORY is not set (add LoadCredential="
-                                 f"{fleet.password_credential}:/etc/appliance/... to the unit)")
-        path = Path(cred_dir) / fleet.password_credential
-    elif fleet.password_file:
-        path = Path(fleet.password_file).expanduser()
-    else:
-        return None
-    try:
-        with path.open("rb") as f:
-            data = f.read(4097)
-        text = data.decode("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = getattr(exc, "strerror", None) or type(exc).__name__
-        raise ApplianceError(FLEET_CREDENTIALS, f"cannot read the MQTT password from {path}: "
-                             f"{why}") from None
-    lines = text.splitlines()
-    password = lines[0].strip() if lines else ""
-    if not password or len(data) > 4096:
-        raise ApplianceError(FLEET_CREDENTIALS, f"{path} holds no password on its first line")
-    return password
+    return read_secret(fleet.password_file, fleet.password_credential, env,
+                       "[fleet] password", FLEET_CREDENTIALS) or None
 
 
 def check_files(fleet: FleetConfig) -> None:

@@ -12,37 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from appliance.config.console import ConsoleConfig
+from appliance.config_env import read_secret as read_env_secret
 from appliance.config_env import resolve_state_dir
 from appliance.console.store import CentralStore
 from appliance.errors import CONSOLE_SECRET_UNREADABLE, CONSOLE_TOKEN_REQUIRED, ApplianceError
 
-MAX_SECRET_BYTES = 4096
 MIN_TOKEN_CHARS = 16
 
 
 def read_secret(path: str, credential: str, env: Mapping[str, str], what: str) -> str:
-    """The secret's first line ('' when neither a file nor a credential is configured)."""
-    if credential:
-        cred_dir = env.get("CREDENTIALS_DIRECTORY", "")
-        if not cred_dir:
-            raise ApplianceError(CONSOLE_SECRET_UNREADABLE, f"{what}: credential "
-                                 f"{credential!r} configured, but no $CREDENTIALS_DIRECTORY "
-                                 "(LoadCredential= in the unit)")
-        file = Path(cred_dir) / credential
-    elif path:
-        file = Path(path)
-    else:
-        return ""
-    try:
-        with file.open("rb") as f:
-            data = f.read(MAX_SECRET_BYTES + 1)
-        text = data.decode("utf-8").strip()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ApplianceError(CONSOLE_SECRET_UNREADABLE, f"{what}: cannot read {file} "
-                             f"({type(exc).__name__})") from None
-    if len(data) > MAX_SECRET_BYTES or not text:
-        raise ApplianceError(CONSOLE_SECRET_UNREADABLE, f"{what}: {file} is empty or too long")
-    return text.splitlines()[0].strip()
+    """The console's secret's first line ('' when neither a file nor a credential is
+    configured); ``console.secret_unreadable`` when it cannot be used."""
+    return read_env_secret(path, credential, env, what, CONSOLE_SECRET_UNREADABLE)
 
 
 @dataclass(frozen=True, slots=True)
