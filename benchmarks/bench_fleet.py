@@ -39,10 +39,6 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, clock ticks
 
 
-def _pct(xs: list[float], q: float) -> float:
-    return sorted(xs)[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
-
-
 async def _until(cond: Any, limit_s: float) -> None:
     """Poll ``cond`` every 50 ms for at most ``limit_s`` (a hang guard)."""
     for _ in range(int(limit_s / 0.05)):
@@ -53,6 +49,7 @@ async def _until(cond: Any, limit_s: float) -> None:
 
 async def _run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
     from appliance.config import config_from_dict
+    from appliance.console.metrics import quantile
     from appliance.console.settings import Secrets
     from appliance.service.console_service import ConsoleService
     from tests.mqttbroker import MosquittoBroker
@@ -107,7 +104,8 @@ async def _run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                 "failed_connects": len(failed),
                 "rate_msg_s": len(sent) / max(last - first, 1e-9),
                 "lat_p50_s": statistics.median(lat) if lat else float("nan"),
-                "lat_p95_s": _pct(lat, 0.95), "lat_max_s": max(lat, default=float("nan")),
+                "lat_p95_s": quantile(lat, 0.95) if lat else float("nan"),
+                "lat_max_s": max(lat, default=float("nan")),
                 "console_cpu": console_cpu / wall, "broker_cpu": broker_cpu / wall,
                 "console_peak_mib": cpu1.ru_maxrss / 1024, "wall_s": wall,
                 "store": svc.store.kind}
