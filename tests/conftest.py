@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from appliance.engine.vad import SileroModel
+from tests.mqttbroker import TEST_USERS, MosquittoBroker
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_DIR = ROOT / "appliance" / "demo"
@@ -64,6 +65,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(f"{item.path.name} is in no test layer: add it to "
                                     "LAYERS in tests/conftest.py")
         item.add_marker(getattr(pytest.mark, layer))
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
+    """A real Mosquitto on loopback for the fleet and console tests (TLS with a test CA, the
+    users of :data:`tests.mqttbroker.TEST_USERS`, the per-box ACL for site ``site1``),
+    stopped after the test.  Modules using it skip when mosquitto is not installed."""
+    b = MosquittoBroker(tmp_path / "broker", users=TEST_USERS)
+    b.start()
+    yield b
+    b.stop()
 
 
 @pytest.fixture(scope="session")

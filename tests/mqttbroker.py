@@ -29,6 +29,10 @@ MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 
 
+TEST_USERS = {"box1": "pw1", "box2": "pw2", "console": "pwc"}
+"""The users of the tests' broker (the ``broker`` fixture in tests/conftest.py)."""
+
+
 def available() -> bool:
     """Mosquitto and openssl are installed (scripts/setup.sh installs them)."""
     return (os.access(MOSQUITTO, os.X_OK) and os.access(MOSQUITTO_PASSWD, os.X_OK)

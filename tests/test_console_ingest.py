@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -24,15 +23,8 @@ from tests.waiting import until_sync
 
 pytestmark = pytest.mark.skipif(not mqttbroker.available(), reason="no mosquitto")
 HANG_S = 60.0
-USERS = {"box1": "pw1", "box2": "pw2", "console": "pwc"}
+USERS = mqttbroker.TEST_USERS
 
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[mqttbroker.MosquittoBroker]:
-    b = mqttbroker.MosquittoBroker(tmp_path / "broker", users=USERS)
-    b.start()
-    yield b
-    b.stop()
 
 
 def settings(broker: mqttbroker.MosquittoBroker, password: str = "pwc",

@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import pytest
 from appliance.config import config_from_dict
 from appliance.service.console_service import ConsoleService
 from tests import mqttbroker, pgserver
-from tests.test_console_ingest import USERS, Box
+from tests.test_console_ingest import Box
 from tests.waiting import until, until_sync
 
 pytestmark = pytest.mark.skipif(not mqttbroker.available(), reason="no mosquitto")
@@ -32,13 +31,6 @@ TOKEN = "console-test-token-0123456789"
 HANG_S = 60.0
 ROOT = Path(__file__).resolve().parent.parent
 
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[mqttbroker.MosquittoBroker]:
-    b = mqttbroker.MosquittoBroker(tmp_path / "broker", users=USERS)
-    b.start()
-    yield b
-    b.stop()
 
 
 def console_toml(tmp_path: Path, broker: mqttbroker.MosquittoBroker,

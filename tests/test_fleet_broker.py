@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +78,6 @@ class Console:
         self.client.disconnect()
         self.client.loop_stop()
 
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[mqttbroker.MosquittoBroker]:
-    b = mqttbroker.MosquittoBroker(tmp_path / "broker", users={"box1": "pw1", "console": "pwc"})
-    b.start()
-    yield b
-    b.stop()
 
 
 def _cfg(broker: mqttbroker.MosquittoBroker, **kw: Any) -> FleetConfig:

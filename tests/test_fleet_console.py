@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +31,6 @@ pytestmark = pytest.mark.skipif(not mqttbroker.available(),
                                 reason="mosquitto not installed (scripts/setup.sh)")
 SITE, TOKEN = "site1", "console-token-of-32-characters-x"
 
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[mqttbroker.MosquittoBroker]:
-    b = mqttbroker.MosquittoBroker(tmp_path / "broker", site=SITE,
-                                   users={"box1": "pw1", "box2": "pw2", "console": "pwc"})
-    b.start()
-    yield b
-    b.stop()
 
 
 def _console(broker: mqttbroker.MosquittoBroker, state: Path) -> ConsoleService:
