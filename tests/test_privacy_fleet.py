@@ -44,6 +44,7 @@ from tests.test_privacy import (
     DEMO,
     KO,
     BoxDirs,
+    TracedService,
     _drive_dashboard,
     allowed_writes,
     ko_models_dir,  # noqa: F401  (the fixture, installed the way IT installs a model)
@@ -119,17 +120,12 @@ def beyond_loopback(trace: Trace, broker: tuple[str, int]) -> tuple[list[TraceNe
 
 
 @dataclass
-class FleetTrace:
-    client: dict[str, Any]
-    trace_text: str
-    stderr: str
-    dirs: BoxDirs
-    before: dict[str, tuple[int, int]]
-    after: dict[str, tuple[int, int]]
+class FleetTrace(TracedService):
+    """The traced service's run, and what reached the broker."""
+
     broker: tuple[str, int]
     events: list[dict[str, Any]]
     messages: int
-    asr: bool
 
 
 @pytest.fixture(scope="module")
@@ -173,8 +169,8 @@ def fleet_trace(tmp_path_factory: pytest.TempPathFactory,
         until_sync(lambda: any(e["type"] == "end" and e["call_id"] == "call-1"
                                for e in console.events()), "the first call's end")
         yield FleetTrace(client, trace.read_text(), Path(spec["stderr"]).read_text(), dirs,
-                         before, after, (host, broker.port), console.events(),
-                         len(console.messages()), models is not None)
+                         before, after, asr=models is not None, broker=(host, broker.port),
+                         events=console.events(), messages=len(console.messages()))
     finally:
         if console is not None:
             console.close()
