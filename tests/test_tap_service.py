@@ -17,6 +17,7 @@ import asyncio
 import json
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -168,6 +169,32 @@ async def _audiosocket_call(svc: TapService, agent: np.ndarray, customer: np.nda
         legs[0][1].write(encode_frame(KIND_HANGUP))
     for _, w, _ in legs:
         w.close()
+
+
+def test_the_ping_loop_ends_when_cancelled_as_an_answer_arrives() -> None:
+    """stop() cancels the workers' ping loop and waits for it: a cancel landing just as a
+    ping's answer arrives must still end it (asyncio.wait_for on 3.11 swallowed it, and a
+    stopping service hung forever: seen in CI)."""
+
+    async def go() -> bool:
+        answer: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+
+        class Pool:
+            async def ping(self) -> list[float]:
+                return [await answer]
+
+        quiet = SimpleNamespace(tick=lambda: None, status=lambda _line: None)
+        fake = SimpleNamespace(pool=Pool(), notifier=quiet, status_line=lambda: "",
+                               last_ping_s=0.0, behind_s=0.0)
+        task = asyncio.create_task(TapService._pings(fake))  # type: ignore[arg-type]
+        for _ in range(5):
+            await asyncio.sleep(0)  # the loop now waits for the answer
+        answer.set_result(0.0)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=HANG_S)
+        return task in done and task.cancelled()
+
+    assert asyncio.run(go())
 
 
 def test_one_service_carries_a_call_of_every_listener(tmp_path: Path) -> None:

@@ -311,7 +311,10 @@ class TapService:
     async def _pings(self) -> None:
         while True:
             try:
-                waits = await asyncio.wait_for(self.pool.ping(), PING_TIMEOUT_S)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancel that
+                # lands as the answer arrives, and this loop then outlives stop() forever
+                async with asyncio.timeout(PING_TIMEOUT_S):
+                    waits = await self.pool.ping()
             except TimeoutError:
                 log.error("analysis workers did not answer within %.0f s", PING_TIMEOUT_S)
             else:

@@ -242,8 +242,9 @@ class ShardPool:
             waits.append((t0, fut))
         out = []
         for t0, fut in waits:
-            await asyncio.wait_for(fut, READY_TIMEOUT_S)
-            out.append(fut.result()["answered_at"] - t0)
+            async with asyncio.timeout(READY_TIMEOUT_S):  # a cancel is never swallowed
+                answer = await fut
+            out.append(answer["answered_at"] - t0)
         return out
 
     def add_mark(self, call_id: str, mark: Mark) -> None:
