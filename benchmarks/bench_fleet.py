@@ -59,58 +59,60 @@ async def _run(args: argparse.Namespace, root: Path) -> dict[str, Any]:
                                                "console": "console-password"}, site=SITE)
     broker.start()
     pg = None
-    console_cfg: dict[str, Any] = {
-        "broker": broker.url, "ca_file": str(broker.ca_file), "username": "console",
-        "port": 0, "client_id": "console-bench", "queue_size": 20000}
-    dsn = ""
-    if args.store == "postgresql":
-        from tests.pgserver import PgServer
+    try:  # the broker and the database go down even when set-up fails
+        console_cfg: dict[str, Any] = {
+            "broker": broker.url, "ca_file": str(broker.ca_file), "username": "console",
+            "port": 0, "client_id": "console-bench", "queue_size": 20000}
+        dsn = ""
+        if args.store == "postgresql":
+            from tests.pgserver import PgServer
 
-        pg = PgServer(root / "pg")
-        pg.start()
-        dsn = pg.dsn
-        (root / "dsn").write_text(dsn, encoding="utf-8")
-        console_cfg.update(store="postgresql", dsn_file=str(root / "dsn"))
-    cfg = config_from_dict({"storage": {"state_dir": str(root / "state")},
-                            "console": console_cfg})
-    svc = ConsoleService(cfg, env={}, secrets=Secrets("console-password", "t" * 32, dsn))
-    await svc.start()
-    try:
-        await _until(lambda: svc.ingest.connected, 30)
-        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-        broker_cpu0 = _proc_cpu_s(broker.proc.pid) if broker.proc else 0.0
-        t0 = time.monotonic()
-        slices = [tuple(boxes[i::args.procs]) for i in range(args.procs)]
-        plans = [BoxPlan("127.0.0.1", broker.port, str(broker.ca_file), SITE, s, PASSWORD,
-                         args.seconds, args.speed, seed=i) for i, s in enumerate(slices)]
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(args.procs) as pool:
-            results = await asyncio.to_thread(pool.map, run_boxes, plans)
-        sent = [m for r in results for m in r["sent"]]
-        failed = [f for r in results for f in r["failed"]]
-        await _until(lambda: svc.ingest.stored + svc.ingest.duplicates >= len(sent), 120)
-        wall = time.monotonic() - t0
-        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-        console_cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
-        broker_cpu = (_proc_cpu_s(broker.proc.pid) if broker.proc else 0.0) - broker_cpu0
-        lat = svc.ingest.latencies_s()
-        counts = svc.store.counts()
-        first = min(t for _, t in sent) if sent else 0.0
-        last = max(t for _, t in sent) if sent else 0.0
-        return {"desks": args.desks, "speed": args.speed, "sent": len(sent),
-                "distinct": len({i for i, _ in sent}), "stored": svc.ingest.stored,
-                "duplicates": svc.ingest.duplicates, "bad": svc.ingest.bad,
-                "messages_rows": counts.get("messages"), "calls_rows": counts.get("calls"),
-                "failed_connects": len(failed),
-                "rate_msg_s": len(sent) / max(last - first, 1e-9),
-                "lat_p50_s": statistics.median(lat) if lat else float("nan"),
-                "lat_p95_s": quantile(lat, 0.95) if lat else float("nan"),
-                "lat_max_s": max(lat, default=float("nan")),
-                "console_cpu": console_cpu / wall, "broker_cpu": broker_cpu / wall,
-                "console_peak_mib": cpu1.ru_maxrss / 1024, "wall_s": wall,
-                "store": svc.store.kind}
+            pg = PgServer(root / "pg")
+            pg.start()
+            dsn = pg.dsn
+            (root / "dsn").write_text(dsn, encoding="utf-8")
+            console_cfg.update(store="postgresql", dsn_file=str(root / "dsn"))
+        cfg = config_from_dict({"storage": {"state_dir": str(root / "state")},
+                                "console": console_cfg})
+        svc = ConsoleService(cfg, env={}, secrets=Secrets("console-password", "t" * 32, dsn))
+        await svc.start()
+        try:
+            await _until(lambda: svc.ingest.connected, 30)
+            cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+            broker_cpu0 = _proc_cpu_s(broker.proc.pid) if broker.proc else 0.0
+            t0 = time.monotonic()
+            slices = [tuple(boxes[i::args.procs]) for i in range(args.procs)]
+            plans = [BoxPlan("127.0.0.1", broker.port, str(broker.ca_file), SITE, s, PASSWORD,
+                             args.seconds, args.speed, seed=i) for i, s in enumerate(slices)]
+            ctx = mp.get_context("spawn")
+            with ctx.Pool(args.procs) as pool:
+                results = await asyncio.to_thread(pool.map, run_boxes, plans)
+            sent = [m for r in results for m in r["sent"]]
+            failed = [f for r in results for f in r["failed"]]
+            await _until(lambda: svc.ingest.stored + svc.ingest.duplicates >= len(sent), 120)
+            wall = time.monotonic() - t0
+            cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+            console_cpu = (cpu1.ru_utime + cpu1.ru_stime) - (cpu0.ru_utime + cpu0.ru_stime)
+            broker_cpu = (_proc_cpu_s(broker.proc.pid) if broker.proc else 0.0) - broker_cpu0
+            lat = svc.ingest.latencies_s()
+            counts = svc.store.counts()
+            first = min(t for _, t in sent) if sent else 0.0
+            last = max(t for _, t in sent) if sent else 0.0
+            return {"desks": args.desks, "speed": args.speed, "sent": len(sent),
+                    "distinct": len({i for i, _ in sent}), "stored": svc.ingest.stored,
+                    "duplicates": svc.ingest.duplicates, "bad": svc.ingest.bad,
+                    "messages_rows": counts.get("messages"), "calls_rows": counts.get("calls"),
+                    "failed_connects": len(failed),
+                    "rate_msg_s": len(sent) / max(last - first, 1e-9),
+                    "lat_p50_s": statistics.median(lat) if lat else float("nan"),
+                    "lat_p95_s": quantile(lat, 0.95) if lat else float("nan"),
+                    "lat_max_s": max(lat, default=float("nan")),
+                    "console_cpu": console_cpu / wall, "broker_cpu": broker_cpu / wall,
+                    "console_peak_mib": cpu1.ru_maxrss / 1024, "wall_s": wall,
+                    "store": svc.store.kind}
+        finally:
+            await svc.stop()
     finally:
-        await svc.stop()
         broker.stop()
         if pg is not None:
             pg.stop()
