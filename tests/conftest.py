@@ -13,6 +13,8 @@ the fast pure tests and ``pytest -m "not system"`` skips the ones that need the 
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,6 +78,20 @@ def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
     b.start()
     yield b
     b.stop()
+    _no_mqtt_client_left()
+
+
+def _no_mqtt_client_left(grace_s: float = 5.0) -> None:
+    """A paho client the test left running keeps reconnecting during later tests (and the
+    privacy tests see it): fail here, in the test that leaked it."""
+    deadline = time.monotonic() + grace_s
+    for t in threading.enumerate():
+        if t.name.startswith("paho-mqtt-client-"):
+            t.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in threading.enumerate()
+            if t.name.startswith("paho-mqtt-client-") and t.is_alive()]
+    if left:
+        pytest.fail(f"MQTT clients left running after the test: {left}")
 
 
 @pytest.fixture(scope="session")

@@ -9,14 +9,17 @@ from __future__ import annotations
 import json
 import ssl
 from pathlib import Path
+from types import SimpleNamespace
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.reasoncodes import ReasonCode
 
 from appliance.console.ingest import BrokerSettings, Ingest
 from appliance.console.store import CentralStore
 from appliance.console.store_sqlite import SqliteStore
-from appliance.errors import CONSOLE_BROKER_AUTH
+from appliance.errors import CONSOLE_BROKER_AUTH, CONSOLE_BROKER_DENIED
 from tests import mqttbroker
 from tests.consoleutil import BoxSim, Msg, wire
 from tests.waiting import until_sync
@@ -101,6 +104,7 @@ def test_restarted_console_gets_what_was_queued(broker: mqttbroker.MosquittoBrok
                                                 tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "c.sqlite3")
     ingest = Ingest(settings(broker), store)
+    again = Ingest(settings(broker), store)
     ingest.start()
     box = Box(broker, "box1")
     try:
@@ -110,14 +114,14 @@ def test_restarted_console_gets_what_was_queued(broker: mqttbroker.MosquittoBrok
         ingest.stop()
         # the console is away: the broker queues for its session
         box.send(*(m for i in range(20) for m in (box.sim.new(f"b{i}"), box.sim.end(f"b{i}"))))
-        again = Ingest(settings(broker), store)
         again.start()
         until_sync(lambda: calls(store) == 25 and again.stored == 40, "queued", HANG_S)
         assert store.counts()["messages"] == 45
         assert len(list(store.export())) == 20
-        again.stop()
     finally:
         box.close()
+        ingest.stop()
+        again.stop()
         store.close()
 
 
@@ -155,4 +159,49 @@ def test_wrong_credentials_are_one_clear_error(broker: mqttbroker.MosquittoBroke
         assert "wrong" not in ingest.error.message
     finally:
         ingest.stop()
+        store.close()
+
+
+def test_connected_means_subscribed(broker: mqttbroker.MosquittoBroker, tmp_path: Path) -> None:
+    """``connected`` is the broker's confirmation of the subscription, so a box publishing
+    right after it is never missed, even on a new session (this test failed once in CI when
+    ``connected`` was set at the CONNACK, before the SUBACK)."""
+    store = SqliteStore(tmp_path / "c.sqlite3")
+    fresh = [Ingest(settings(broker, client_id=f"console-fresh{i}"), store) for i in range(3)]
+    box = Box(broker, "box1")
+    try:
+        for n, ok in enumerate(fresh, 1):  # three new sessions, each published to at once
+            ok.start()
+            until_sync(lambda: ok.connected, "ok.connected", HANG_S)  # noqa: B023
+            box.send(box.sim.new(f"n{n}"))
+            until_sync(lambda: calls(store) == n, "published at once", HANG_S)  # noqa: B023
+            ok.stop()
+    finally:
+        box.close()
+        for ok in fresh:
+            ok.stop()
+        store.close()
+
+
+def test_connected_waits_for_the_suback_and_a_refusal_is_one_clear_error(
+        tmp_path: Path) -> None:
+    """paho's callbacks fed by hand, no broker.  Brokers that enforce the ACL at subscribe
+    time answer the SUBACK with a failure (Mosquitto 2.0 grants it and filters at delivery,
+    so the refusal cannot be had from the test broker)."""
+    store = SqliteStore(tmp_path / "c.sqlite3")
+    ingest = Ingest(BrokerSettings(host="127.0.0.1", port=1, tls=False, topic="coach/#"), store)
+    subscribed: list[str] = []
+    client = SimpleNamespace(subscribe=lambda topic, qos: subscribed.append(topic))
+    try:  # the CONNACK alone is not "connected": the subscription is not confirmed yet
+        ingest._on_connect(client, None, SimpleNamespace(session_present=False),  # type: ignore[arg-type]
+                           ReasonCode(PacketTypes.CONNACK, identifier=0), None)
+        assert subscribed == ["coach/#"] and not ingest.connected and ingest.connects == 1
+        ingest._on_subscribe(None, None, 1, [ReasonCode(PacketTypes.SUBACK, identifier=0x87)],
+                             None)  # type: ignore[arg-type]
+        assert ingest.error is not None and ingest.error.code == CONSOLE_BROKER_DENIED
+        assert "coach/#" in ingest.error.message and not ingest.connected
+        ingest._on_subscribe(None, None, 2, [ReasonCode(PacketTypes.SUBACK, identifier=1)],
+                             None)  # type: ignore[arg-type]
+        assert ingest.connected and ingest.error is None
+    finally:
         store.close()

@@ -38,7 +38,12 @@ from paho.mqtt.properties import Properties
 
 from appliance.config.console import ConsoleConfig
 from appliance.console.store import ApplyResult, CentralStore, Incoming
-from appliance.errors import CONSOLE_BROKER_AUTH, CONSOLE_BROKER_UNREACHABLE, ApplianceError
+from appliance.errors import (
+    CONSOLE_BROKER_AUTH,
+    CONSOLE_BROKER_DENIED,
+    CONSOLE_BROKER_UNREACHABLE,
+    ApplianceError,
+)
 from appliance.events import iso_utc
 from appliance.sinks.fleet.messages import BadMessage, decode
 
@@ -109,6 +114,8 @@ class Ingest:
         self._writer: threading.Thread | None = None
         self._client: mqtt.Client | None = None
         self.connected = False
+        """Connected *and* subscribed (the broker confirmed the subscription): from then on
+        nothing a box publishes is missed, even on a new session."""
         self.error: ApplianceError | None = None
         """The last connection failure (cleared on a successful connect)."""
         self.connects = 0
@@ -188,6 +195,7 @@ class Ingest:
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         c.on_connect_fail = self._on_connect_fail
         return c
 
@@ -207,12 +215,23 @@ class Ingest:
             return
         with self._lock:
             self._generation += 1
-        self.connected = True
         self.connects += 1
-        self.error = None
         log.info("connected to the broker %s:%d (session %s)", self.broker.host,
                  self.broker.port, "resumed" if flags.session_present else "new")
+        # only once the broker confirms the subscription is the console really listening: a
+        # new session misses what boxes publish before that (a resumed one had it queued)
         client.subscribe(self.broker.topic, qos=1)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reason_codes: list[Any], properties: Any) -> None:
+        refused = [rc for rc in reason_codes if rc.is_failure]
+        if refused:
+            self._failed(ApplianceError(CONSOLE_BROKER_DENIED, f"the broker refused the "
+                                        f"subscription to {self.broker.topic!r} ({refused[0]}):"
+                                        " its ACL must let the console's user read it"))
+            return
+        self.connected = True
+        self.error = None
 
     def _failed(self, err: ApplianceError) -> None:
         first = self.error is None or self.error.code != err.code

@@ -30,7 +30,7 @@ QUEUE_DEPTH = Figure("appliance_console_queue_depth", "gauge",
 LAG = Figure("appliance_console_ingest_lag_seconds", "gauge",
              "Receive-to-commit seconds of the oldest message of the last batch.")
 CONNECTED = Figure("appliance_console_broker_connected", "gauge",
-                   "1 while the console is connected to the broker.")
+                   "1 while the console is connected to the broker and subscribed.")
 STORE_OK = Figure("appliance_console_store_ok", "gauge", "1 while the central store answers.")
 BOXES = Figure("appliance_console_boxes", "gauge", "Boxes by state (online, offline, silent).")
 LATENCY = Figure("appliance_console_event_latency_seconds", "gauge",
