@@ -52,13 +52,15 @@ class Console:
         c.username_pw_set("console", "pwc")
         c.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]
         c.on_connect = lambda cl, u, f, rc, p: cl.subscribe("coach/#", qos=1)
+        subscribed = threading.Event()  # the SUBACK: from then on nothing published is missed
+        c.on_subscribe = lambda cl, u, mid, rcs, p: subscribed.set()
         c.on_message = self._on_message
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = 3600
         c.connect_async(broker.host, broker.port, clean_start=False, properties=props)
         c.loop_start()
         self.client = c
-        until_sync(lambda: c.is_connected(), "the console connects")
+        until_sync(subscribed.is_set, "the console subscribes")
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         _, payload = decode(msg.topic, msg.payload)

@@ -60,11 +60,13 @@ class RawConsole:
         c.tls_set(ca_certs=str(broker.ca_file))
         c.username_pw_set("console", "pwc")
         c.on_connect = lambda cl, u, f, rc, p: cl.subscribe("coach/#", qos=1)
+        subscribed = threading.Event()  # the SUBACK: from then on nothing published is missed
+        c.on_subscribe = lambda cl, u, mid, rcs, p: subscribed.set()
         c.on_message = self._on_message
         c.connect_async(broker.host, broker.port)
         c.loop_start()
         self.client = c
-        until_sync(lambda: c.is_connected(), "the console connects")
+        until_sync(subscribed.is_set, "the console subscribes")
 
     def _on_message(self, _c: Any, _u: Any, msg: mqtt.MQTTMessage) -> None:
         with self.lock:
