@@ -78,20 +78,25 @@ def broker(tmp_path: Path) -> Iterator[MosquittoBroker]:
     b.start()
     yield b
     b.stop()
-    _no_mqtt_client_left()
 
 
-def _no_mqtt_client_left(grace_s: float = 5.0) -> None:
-    """A paho client the test left running keeps reconnecting during later tests (and the
-    privacy tests see it): fail here, in the test that leaked it."""
-    deadline = time.monotonic() + grace_s
-    for t in threading.enumerate():
-        if t.name.startswith("paho-mqtt-client-"):
+@pytest.fixture(autouse=True)
+def _no_mqtt_client_left() -> Iterator[None]:
+    """A paho client a test leaves running keeps reconnecting during later tests (and the
+    privacy tests see it as network use): fail in the test that leaked it instead."""
+    before = set(_mqtt_clients())
+    yield
+    deadline = time.monotonic() + 5.0
+    for t in _mqtt_clients():
+        if t not in before:
             t.join(max(0.0, deadline - time.monotonic()))
-    left = [t.name for t in threading.enumerate()
-            if t.name.startswith("paho-mqtt-client-") and t.is_alive()]
+    left = [t.name for t in _mqtt_clients() if t not in before and t.is_alive()]
     if left:
         pytest.fail(f"MQTT clients left running after the test: {left}")
+
+
+def _mqtt_clients() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("paho-mqtt-client-")]
 
 
 @pytest.fixture(scope="session")
