@@ -17,13 +17,19 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from appliance.errors import FLEET_OUTBOX_CORRUPT, FLEET_OUTBOX_UNAVAILABLE, ApplianceError
+from appliance.sinks.store.sqlitefile import (
+    has_tables,
+    integrity_problems,
+    sqlite_errors,
+    transaction,
+    user_version,
+)
 
 OUTBOX_NAME = "fleet-outbox.sqlite3"
 SCHEMA_VERSION = 1
@@ -117,7 +123,7 @@ class Outbox:
         """Add a message after the others; evict the oldest beyond the bounds.  Returns its
         sequence number.  Raises :class:`ApplianceError` when the disk refuses."""
         size = len(topic.encode()) + len(payload)
-        with self._lock, self._errors("append to"), self._transaction():
+        with self._lock, self._errors("append to"), transaction(self._conn):
             cur = self._conn.execute(
                 "INSERT INTO outbox (topic, payload, size) VALUES (?, ?, ?)",
                 (topic, payload, size))
@@ -162,44 +168,27 @@ class Outbox:
             self._conn.close()
 
     # -- helpers --------------------------------------------------------------------------
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            with suppress(sqlite3.Error):
-                self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
-
-    def _errors(self, doing: str) -> Any:
+    def _errors(self, doing: str) -> AbstractContextManager[None]:
         return _sqlite_errors(self.path, doing)
 
 
 def _prepare(conn: sqlite3.Connection, path: Path) -> None:
     conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
-    problems = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
-    if problems != ["ok"]:
-        raise _corrupt(path, "; ".join(str(p) for p in problems[:3]))
+    version = user_version(conn)
+    problems = integrity_problems(conn)
+    if problems:
+        raise _corrupt(path, problems)
     if version > SCHEMA_VERSION:
         raise _corrupt(path, f"written by a newer version (schema {version})")
-    if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+    if version == 0 and has_tables(conn):
         raise _corrupt(path, "not a fleet outbox")
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")  # WAL: durable across a crash of the box
     if version == 0:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(conn):
             for stmt in _SCHEMA:
                 conn.execute(stmt)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            with suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
     names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     if not {"outbox", "meta"} <= names:
         raise _corrupt(path, "tables missing")
@@ -211,13 +200,6 @@ def _corrupt(path: Path, detail: str) -> ApplianceError:
                           "empty one is created (its unsent messages are lost)")
 
 
-@contextmanager
-def _sqlite_errors(path: Path, doing: str) -> Iterator[None]:
-    try:
-        yield
-    except sqlite3.Error as exc:
-        name = getattr(exc, "sqlite_errorname", "") or ""
-        if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-            raise _corrupt(path, str(exc)) from exc
-        raise ApplianceError(FLEET_OUTBOX_UNAVAILABLE, f"cannot {doing} the fleet outbox "
-                             f"{path}: {exc}") from exc
+def _sqlite_errors(path: Path, doing: str) -> AbstractContextManager[None]:
+    return sqlite_errors(lambda detail: _corrupt(path, detail), FLEET_OUTBOX_UNAVAILABLE,
+                         doing, f"the fleet outbox {path}")

@@ -21,7 +21,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,6 +34,13 @@ from appliance.errors import (
     ApplianceError,
 )
 from appliance.events import iso_utc
+from appliance.sinks.store.sqlitefile import (
+    has_tables,
+    integrity_problems,
+    sqlite_errors,
+    transaction,
+    user_version,
+)
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +194,7 @@ class SummaryStore:
         row = (str(call_id), start, end, float(dur), str(language), payload, transcript_file,
                agent_id, source)
         with self._lock, _sqlite_errors(self.path, "write to"):
-            with self._transaction():
+            with transaction(self._conn):
                 cur = self._conn.execute(
                     "INSERT INTO calls (call_id, started_at, ended_at, duration_s, language, "
                     "summary_json, transcript_file, agent_id, source) "
@@ -205,7 +212,7 @@ class SummaryStore:
         now = now or datetime.now(UTC)
         iso_utc(now)
         with self._lock, _sqlite_errors(self.path, "write to"):
-            with self._transaction():
+            with transaction(self._conn):
                 pruned = self._prune_locked(now, keep_id=None)
             self._checkpoint()
         if pruned:
@@ -236,18 +243,6 @@ class SummaryStore:
             # per step: run it once per free page.
             conn.execute("PRAGMA incremental_vacuum(1)").close()
         return int(removed)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:
-                with suppress(sqlite3.Error):
-                    self._conn.execute("ROLLBACK")
-            raise
 
     def _checkpoint(self) -> None:
         """Copy committed pages into the main file so its size follows the bound; passive,
@@ -328,10 +323,10 @@ def _connect_readonly(path: Path, *, immutable: bool) -> tuple[sqlite3.Connectio
     try:
         with _sqlite_errors(path, "open"):
             conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-            version = _user_version(conn)
+            version = user_version(conn)
             _check_integrity(conn, path)
             _check_version(version, path)
-            if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+            if version == 0 and has_tables(conn):
                 raise _corrupt(path, "not a summaries database")
     except BaseException:
         conn.close()
@@ -342,21 +337,20 @@ def _connect_readonly(path: Path, *, immutable: bool) -> tuple[sqlite3.Connectio
 def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:
     """``PRAGMA quick_check``: the same test for the service and for a reader, so a file
     the service refuses is never listed or exported as if it were whole."""
-    problems = [r[0] for r in conn.execute("PRAGMA quick_check").fetchall()]
-    if problems != ["ok"]:
-        raise _corrupt(path, "; ".join(str(p) for p in problems[:3]))
+    problems = integrity_problems(conn)
+    if problems:
+        raise _corrupt(path, problems)
 
 
 def _prepare(conn: sqlite3.Connection, path: Path, max_bytes: int) -> None:
     """Integrity check, version check, pragmas, schema (in that order: ``auto_vacuum`` only
     takes effect when set before the first table exists)."""
     conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-    version = _user_version(conn)
+    version = user_version(conn)
     _check_integrity(conn, path)
     _check_version(version, path)
     if version == 0:
-        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if tables:
+        if has_tables(conn):
             raise _corrupt(path, "not a summaries database")
         conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
@@ -365,9 +359,8 @@ def _prepare(conn: sqlite3.Connection, path: Path, max_bytes: int) -> None:
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute(f"PRAGMA journal_size_limit = {min(max(max_bytes // 4, 1 << 16), 4 << 20)}")
     if version < SCHEMA_VERSION:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            now_at = _user_version(conn)  # another process may have done it meanwhile
+        with transaction(conn):
+            now_at = user_version(conn)  # another process may have done it meanwhile
             if now_at == 0:
                 for stmt in _SCHEMA_V1:
                     conn.execute(stmt)
@@ -375,15 +368,6 @@ def _prepare(conn: sqlite3.Connection, path: Path, max_bytes: int) -> None:
                 for stmt in _SCHEMA_V2:
                     conn.execute(stmt)
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            conn.execute("COMMIT")
-        except BaseException:
-            with suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
-
-
-def _user_version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
 def _check_version(version: int, path: Path) -> None:
@@ -410,18 +394,11 @@ def _corrupt(path: Path, detail: str) -> ApplianceError:
                           "empty one is created")
 
 
-@contextmanager
-def _sqlite_errors(path: Path, doing: str) -> Iterator[None]:
+def _sqlite_errors(path: Path, doing: str) -> AbstractContextManager[None]:
     """sqlite3 errors become ApplianceError: damaged file -> STORE_CORRUPT, else
     STORE_UNAVAILABLE (locked, read-only, disk full, I/O error...)."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        name = getattr(exc, "sqlite_errorname", "") or ""
-        if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-            raise _corrupt(path, str(exc)) from exc
-        raise ApplianceError(STORE_UNAVAILABLE, f"cannot {doing} the summaries database "
-                             f"{path}: {exc}") from exc
+    return sqlite_errors(lambda detail: _corrupt(path, detail), STORE_UNAVAILABLE, doing,
+                         f"the summaries database {path}")
 
 
 def _encode(summary: Mapping[str, Any]) -> str:
