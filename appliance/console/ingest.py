@@ -228,7 +228,8 @@ class Ingest:
         if refused:
             self._failed(ApplianceError(CONSOLE_BROKER_DENIED, f"the broker refused the "
                                         f"subscription to {self.broker.topic!r} ({refused[0]}):"
-                                        " its ACL must let the console's user read it"))
+                                        " its ACL must let the console's user read it; then "
+                                        "restart the console"))
             return
         self.connected = True
         self.error = None
